@@ -1,0 +1,1 @@
+"""one-cognit: OpenNebula energy, discovery, geolocation, token-auth and migration services."""

@@ -1,0 +1,1 @@
+"""one-cognit authd service."""

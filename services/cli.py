@@ -1,0 +1,39 @@
+"""`one-cognit`: the umbrella command (demo, sim; install later)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Dispatch `one-cognit <command> ...` to the command's own parser."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="one-cognit",
+        description="one-cognit: OpenNebula energy, discovery, geo, auth and migration services",
+    )
+    parser.add_argument(
+        "command",
+        choices=["demo", "sim"],
+        help="demo: the whole stack on the simulator; sim: the OpenNebula simulator",
+    )
+    if not args or args[0] in ("-h", "--help"):
+        parser.print_help()
+        raise SystemExit(0 if args else 2)
+    command, rest = args[0], args[1:]
+    if command == "sim":
+        from sim.__main__ import main as sim_main
+
+        sim_main(rest)
+    elif command == "demo":
+        from sim.demo import main as demo_main
+
+        demo_main(rest)
+    else:
+        parser.error(f"unknown command {command!r}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Shared runtime of every one-cognit service: config, app factory, logging, clients."""

@@ -1,0 +1,1 @@
+"""one-cognit discovery service."""

@@ -1,0 +1,10 @@
+"""`one-discovery` / `python -m services.discovery`: not built yet."""
+
+from __future__ import annotations
+
+from services.common.runner import not_built
+
+main = not_built("one-discovery", "its issue is not filed yet")
+
+if __name__ == "__main__":
+    main()

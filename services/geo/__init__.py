@@ -1,0 +1,1 @@
+"""one-cognit geo service."""

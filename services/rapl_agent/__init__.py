@@ -1,0 +1,1 @@
+"""one-cognit rapl_agent service."""

@@ -1,0 +1,1 @@
+"""one-cognit tunnel_agent service."""

@@ -1,0 +1,10 @@
+"""`one-tunnel-agent` / `python -m services.tunnel_agent`: not built yet."""
+
+from __future__ import annotations
+
+from services.common.runner import not_built
+
+main = not_built("one-tunnel-agent", "its issue is not filed yet")
+
+if __name__ == "__main__":
+    main()

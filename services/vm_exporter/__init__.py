@@ -1,0 +1,1 @@
+"""one-cognit vm_exporter service."""

@@ -1,0 +1,1 @@
+"""OpenNebula + hypervisor simulator used by `make demo` and the tests."""

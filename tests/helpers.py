@@ -1,0 +1,115 @@
+"""Helpers shared by the tests: free ports, real service subprocesses, waiting on HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def http(
+    method: str,
+    url: str,
+    body: bytes | str | dict | list | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request with the standard library: (status, headers, body); never raises on 4xx."""
+    if isinstance(body, dict | list):
+        body = json.dumps(body)
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def get_json(url: str, timeout: float = 10.0) -> tuple[int, Any]:
+    status, _, body = http("GET", url, timeout=timeout)
+    return status, json.loads(body)
+
+
+class Service:
+    """A service started as a real subprocess; stopped with SIGTERM when the test ends."""
+
+    def __init__(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> None:
+        self.argv = list(argv)
+        # Files, not pipes: a chatty service must never block on a full pipe.
+        self._out = tempfile.TemporaryFile()
+        self._err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=self._out,
+            stderr=self._err,
+            env={**os.environ, **(env or {})},
+            cwd=ROOT,
+        )
+
+    def wait_http(self, url: str, timeout: float = 15.0) -> None:
+        """Wait until `url` answers anything over HTTP, or fail with the service's stderr."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                out, err = self.output()
+                raise AssertionError(f"{self.argv[0]} exited {self.proc.returncode}: {err}")
+            try:
+                http("GET", url, timeout=1.0)
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"{url} did not answer in {timeout}s: {self.output()[1]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def output(self) -> tuple[str, str]:
+        """What the service printed so far on stdout and stderr."""
+        texts = []
+        for f in (self._out, self._err):
+            f.flush()
+            f.seek(0)
+            texts.append(f.read().decode(errors="replace"))
+        return texts[0], texts[1]
+
+    def close(self) -> None:
+        self.stop()
+        self._out.close()
+        self._err.close()
+
+
+def run(argv: Sequence[str], timeout: float = 30.0, **kwargs: Any) -> subprocess.CompletedProcess:
+    """Run a command to completion, capturing text output."""
+    return subprocess.run(
+        list(argv), capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kwargs
+    )
