@@ -1,0 +1,151 @@
+"""create_app(config): routes, the sampling task and the /metrics product text."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from importlib import metadata
+
+from aiohttp import web
+
+from services.common.app import HEALTH, REGISTRY, create_base_app
+from services.common.errors import Unavailable
+
+from .collectors import AgentCollector
+from .config import RaplConfig
+from .exposition import render
+from .procfs import raise_fd_limit
+from .sampler import Sampler, SampleResult
+from .state import AgentState, Published
+
+log = logging.getLogger(__name__)
+
+SERVICE = "rapl_agent"
+CONFIG = web.AppKey("rapl_config", RaplConfig)
+STATE = web.AppKey("rapl_state", AgentState)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("one-cognit")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def _sample_and_render(sampler: Sampler, version: str) -> tuple[SampleResult, bytes | None]:
+    """Runs in a worker thread: the blocking reads and the rendering of the new snapshot."""
+    result = sampler.sample()
+    text = render(result.snapshot, version) if result.snapshot is not None else None
+    return result, text
+
+
+def _apply(app: web.Application, result: SampleResult, text: bytes | None) -> None:
+    """Publish a sample's outcome: snapshot, health, and one log line per change."""
+    state = app[STATE]
+    health = app[HEALTH]
+    state.last_duration_s = result.duration_s
+    if result.snapshot is not None and text is not None:
+        state.published = Published(result.snapshot, text)
+        state.samples_ok += 1
+    else:
+        state.samples_kept_last += 1
+    for note in result.notes:
+        log.warning("%s", note)
+    for check, reason in result.failures.items():
+        if state.failures.get(check) != reason:
+            kept = "keeping the last good snapshot" if result.snapshot is None else "skipped"
+            log.warning("%s: %s (%s)", check, reason, kept)
+        health.fail(check, reason)
+    for check in set(state.failures) - set(result.failures):
+        log.info("%s: readable again", check)
+        health.ok(check)
+    state.failures = dict(result.failures)
+    state.sources = dict(result.sources)
+    snap = state.published.snapshot if state.published else None
+    health.details["last_sample"] = None if snap is None else round(snap.timestamp, 3)
+
+
+async def _sampling(app: web.Application) -> AsyncIterator[None]:
+    """Sample now, then every --interval on a fixed schedule, until the app stops."""
+    config = app[CONFIG]
+    raise_fd_limit()
+    sampler = Sampler(config.powercap_root, config.proc_root, config.max_cmdline)
+    version = _version()
+    loop = asyncio.get_running_loop()
+
+    async def once() -> None:
+        try:
+            result, text = await asyncio.to_thread(_sample_and_render, sampler, version)
+        except Exception:
+            # A bug must not stop sampling: log it, keep the last snapshot, try next tick.
+            log.exception("sample failed")
+            app[STATE].samples_kept_last += 1
+            return
+        _apply(app, result, text)
+
+    async def run() -> None:
+        due = loop.time()
+        while True:
+            due += config.interval
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            if loop.time() - due > config.interval:
+                due = loop.time()  # fell behind (suspended host?): do not burst to catch up
+            await once()
+
+    await once()
+    task = asyncio.create_task(run(), name="rapl-sampling")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    sampler.close()
+
+
+@web.middleware
+async def _product_metrics(request: web.Request, handler) -> web.StreamResponse:
+    """/metrics is the scaph_* product text of the last snapshot, self metrics appended."""
+    response = await handler(request)
+    if request.path == "/metrics" and response.status == 200 and isinstance(response, web.Response):
+        published = request.app[STATE].published
+        if published is not None:
+            response.body = published.text + (response.body or b"")
+    return response
+
+
+async def _vms(request: web.Request) -> web.Response:
+    """GET /api/v1/vms: per-VM power and energy from the last snapshot (SPEC section 5)."""
+    published = request.app[STATE].published
+    if published is None:
+        reasons = "; ".join(f"{k}: {v}" for k, v in sorted(request.app[STATE].failures.items()))
+        raise Unavailable(f"no readable sample yet{': ' + reasons if reasons else ''}")
+    snap = published.snapshot
+    body = {
+        "timestamp": round(snap.timestamp, 3),
+        "host": {"power_uw": snap.host_power_uw, "energy_uj": snap.host_energy_uj},
+        "vms": [
+            {
+                "name": vm.name,
+                "one_vm_id": vm.one_vm_id,
+                "pid": vm.pid,
+                "helper_pids": list(vm.helper_pids),
+                "power_uw": vm.power_uw,
+                "energy_uj": vm.energy_uj,
+            }
+            for vm in snap.vms
+        ],
+    }
+    return web.json_response(body)
+
+
+def create_app(config: RaplConfig) -> web.Application:
+    """The agent: base routes, /api/v1/vms, product /metrics and the sampling task."""
+    app = create_base_app(SERVICE)
+    app.middlewares.append(_product_metrics)
+    app[CONFIG] = config
+    app[STATE] = AgentState()
+    app[REGISTRY].register(AgentCollector(app[STATE]))
+    app.router.add_get("/api/v1/vms", _vms)
+    app.cleanup_ctx.append(_sampling)
+    return app

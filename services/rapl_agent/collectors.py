@@ -1,0 +1,62 @@
+"""The agent's own metrics (one_cognit_rapl_agent_*), read from its state; no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from .energy import joules
+from .state import AgentState
+
+PREFIX = "one_cognit_rapl_agent"
+
+
+class AgentCollector:
+    """Sampling health and per-VM energy in base units, from the published snapshot."""
+
+    def __init__(self, state: AgentState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.state
+        samples = CounterMetricFamily(
+            f"{PREFIX}_samples", "Samples taken, by result", labels=["result"]
+        )
+        samples.add_metric(["ok"], state.samples_ok)
+        samples.add_metric(["kept_last"], state.samples_kept_last)
+        yield samples
+        yield GaugeMetricFamily(
+            f"{PREFIX}_sample_duration_seconds",
+            "Time the last sample took to read counters and /proc and compute power",
+            value=state.last_duration_s,
+        )
+        up = GaugeMetricFamily(
+            f"{PREFIX}_source_up",
+            "1 when a counter or /proc source read well in the last sample, 0 when it did not",
+            labels=["source"],
+        )
+        for source, ok in sorted(state.sources.items()):
+            up.add_metric([source], 1 if ok else 0)
+        yield up
+        published = state.published
+        if published is None:
+            return
+        snap = published.snapshot
+        yield GaugeMetricFamily(
+            f"{PREFIX}_snapshot_timestamp_seconds",
+            "Unix time of the snapshot being served",
+            value=snap.timestamp,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_processes", "Processes seen in the snapshot", value=snap.process_count
+        )
+        energy = CounterMetricFamily(
+            f"{PREFIX}_vm_energy_joules",
+            "Energy attributed to each VM (QEMU and its helper threads) since the agent saw it",
+            labels=["vmname", "one_vm_id"],
+        )
+        for vm in snap.vms:
+            vm_id = "" if vm.one_vm_id is None else str(vm.one_vm_id)
+            energy.add_metric([vm.name, vm_id], joules(vm.energy_uj))
+        yield energy

@@ -1,0 +1,187 @@
+"""Reading /proc (or a copy of it under --proc-root) fast enough for thousands of processes.
+
+Per sample the cost that matters is one read of /proc/<pid>/stat per process. The reader keeps
+each process's stat file open and re-reads it with pread at offset 0 (procfs regenerates the
+text on every read; a held fd of a process that exited fails with ESRCH, so a reused pid is
+never mistaken for the old one). Everything that does not change while a process lives
+(comm, argv, VM identity, its metric label block) is cached per (pid, starttime).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+from pathlib import Path
+
+from .exposition import process_labels
+from .procstat import (
+    SystemStat,
+    parse_cmdline,
+    parse_loadavg,
+    parse_meminfo,
+    parse_pid_stat,
+    parse_proc_stat,
+    parse_uptime,
+)
+from .snapshot import ProcInfo
+from .vms import vm_from_cmdline
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+_MAX_CMDLINE_BYTES = 256 * 1024
+# File descriptors left for sockets, counters and everything else.
+_FD_RESERVE = 256
+
+
+class ProcError(Exception):
+    """A system-wide /proc file (stat, uptime) is unreadable or malformed."""
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft open-files limit to the hard one; returns the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def _read_file(path: str, limit: int = 1 << 20) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        size = 0
+        while size < limit:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+class ProcReader:
+    """Reads system figures and per-process CPU times under one proc root."""
+
+    def __init__(self, root: Path, max_cmdline: int, *, hold_fds: int | None = None) -> None:
+        self.root = str(root)
+        self.max_cmdline = max_cmdline
+        if hold_fds is None:
+            hold_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - _FD_RESERVE
+        self._fd_budget = max(0, hold_fds)
+        self._fds: dict[str, int] = {}
+        self._infos: dict[int, ProcInfo] = {}
+
+    # -- system-wide files -----------------------------------------------------------------
+
+    def read_system(self) -> tuple[SystemStat, int]:
+        """/proc/stat and the uptime in clock ticks; ProcError when unusable."""
+        try:
+            stat = parse_proc_stat(_read_file(f"{self.root}/stat").decode("ascii", "replace"))
+            uptime = parse_uptime(_read_file(f"{self.root}/uptime").decode("ascii", "replace"))
+        except (OSError, ValueError) as exc:
+            raise ProcError(f"cannot use {self.root}/stat or uptime: {exc}") from None
+        return stat, int(uptime * CLK_TCK)
+
+    def read_load(self) -> tuple[float, float, float] | None:
+        """Load averages, None when unreadable (an optional figure)."""
+        try:
+            return parse_loadavg(_read_file(f"{self.root}/loadavg").decode())
+        except (OSError, ValueError):
+            return None
+
+    def read_memory(self) -> dict[str, int] | None:
+        """/proc/meminfo in bytes, None when unreadable (an optional figure)."""
+        try:
+            return parse_meminfo(_read_file(f"{self.root}/meminfo").decode()) or None
+        except (OSError, ValueError):
+            return None
+
+    # -- processes -------------------------------------------------------------------------
+
+    def read_processes(self) -> tuple[dict[int, tuple[int, int]], dict[int, ProcInfo]]:
+        """(pid -> (starttime, jiffies), pid -> ProcInfo) for every process listed now."""
+        try:
+            names = os.listdir(self.root)
+        except OSError as exc:
+            raise ProcError(f"cannot list {self.root}: {exc.strerror or exc}") from None
+        times: dict[int, tuple[int, int]] = {}
+        infos: dict[int, ProcInfo] = {}
+        fds = self._fds
+        cached = self._infos
+        listed = set()
+        for name in names:
+            if not name.isdigit():
+                continue
+            listed.add(name)
+            data = self._read_stat(name)
+            if not data:
+                continue
+            try:
+                stat = parse_pid_stat(data)
+            except ValueError:
+                continue
+            pid = int(name)
+            info = cached.get(pid)
+            if info is None or info.starttime != stat.starttime or info.comm != stat.comm:
+                info = self._describe(pid, name, stat.comm, stat.starttime)
+                if info is None:
+                    continue
+            times[pid] = (stat.starttime, stat.jiffies)
+            infos[pid] = info
+        for name in [n for n in fds if n not in listed]:
+            os.close(fds.pop(name))
+        self._infos = infos
+        return times, infos
+
+    def _read_stat(self, name: str) -> bytes | None:
+        fd = self._fds.get(name)
+        if fd is not None:
+            try:
+                data = os.pread(fd, 4096, 0)
+                if data:
+                    return data
+            except OSError:
+                pass
+            # The process behind the held fd is gone (perhaps its pid was reused): reopen.
+            os.close(self._fds.pop(name))
+        path = f"{self.root}/{name}/stat"
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            data = os.pread(fd, 4096, 0)
+        except OSError:
+            data = b""
+        if data and len(self._fds) < self._fd_budget:
+            self._fds[name] = fd
+        else:
+            os.close(fd)
+        return data
+
+    def _describe(self, pid: int, name: str, comm: str, starttime: int) -> ProcInfo | None:
+        try:
+            raw = _read_file(f"{self.root}/{name}/cmdline", _MAX_CMDLINE_BYTES)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ESRCH):
+                return None  # exited between stat and cmdline
+            raw = b""
+        argv = parse_cmdline(raw)
+        cmdline = "".join(argv)[: self.max_cmdline]
+        vm = vm_from_cmdline(argv)
+        labels = process_labels(pid, comm, cmdline, vm.name if vm else None)
+        return ProcInfo(pid, starttime, comm, cmdline, vm, labels)
+
+    def close(self) -> None:
+        """Close every held file descriptor."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()

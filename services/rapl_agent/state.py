@@ -1,0 +1,27 @@
+"""What the running agent holds between samples: the published snapshot and sampling health."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class Published:
+    """A snapshot and its rendered scaph_* text, swapped in as one object."""
+
+    snapshot: Snapshot
+    text: bytes
+
+
+@dataclass
+class AgentState:
+    """Mutated only by the sampling task, read by handlers and collectors on the same loop."""
+
+    published: Published | None = None
+    samples_ok: int = 0
+    samples_kept_last: int = 0
+    last_duration_s: float = 0.0
+    sources: dict[str, bool] = field(default_factory=dict)  # zone key or "proc" -> read well
+    failures: dict[str, str] = field(default_factory=dict)
