@@ -1,0 +1,78 @@
+"""authd's self metrics (`one_cognit_authd_...`), read from live state at each scrape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .pool import VerifierPool
+from .revocation_watch import RevocationState
+from .verdict import Reason
+
+PREFIX = "one_cognit_authd"
+# Every reason is exported from the start, so rate() and alerts see zeros, not gaps.
+RESULTS = {Reason.VALID: "accepted", Reason.UNAVAILABLE: "error", Reason.BAD_REQUEST: "error"}
+
+
+def result_of(reason: Reason) -> str:
+    """The `result` label of a reason: accepted, rejected or error."""
+    return RESULTS.get(reason, "rejected")
+
+
+class AuthdCollector(Collector):
+    """Authentication counts by reason, the revocation list and the worker pool."""
+
+    def __init__(
+        self,
+        counts: dict[Reason, int],
+        revocations: Callable[[], RevocationState],
+        pool: VerifierPool,
+    ) -> None:
+        self._counts = counts
+        self._revocations = revocations
+        self._pool = pool
+
+    def collect(self) -> Iterator[Metric]:
+        auth = CounterMetricFamily(
+            f"{PREFIX}_authentications",
+            "Authentication requests answered, by result and reason",
+            labels=["result", "reason"],
+        )
+        for reason in Reason:
+            auth.add_metric([result_of(reason), reason.value], self._counts.get(reason, 0))
+        yield auth
+
+        state = self._revocations()
+        yield GaugeMetricFamily(
+            f"{PREFIX}_revoked_ids",
+            "Revocation ids in force from the revocation file",
+            value=len(state.revocations.ids),
+        )
+        file_ok = GaugeMetricFamily(
+            f"{PREFIX}_revocation_file_status",
+            "1 for the revocation file's current status (loaded, missing, error, disabled)",
+            labels=["status"],
+        )
+        for status in ("loaded", "missing", "error", "disabled"):
+            file_ok.add_metric([status], 1.0 if state.status == status else 0.0)
+        yield file_ok
+        yield CounterMetricFamily(
+            f"{PREFIX}_revocation_reloads",
+            "Times the revocation file was (re)read after a change",
+            value=state.reloads,
+        )
+
+        pool = self._pool
+        yield GaugeMetricFamily(
+            f"{PREFIX}_workers", "Verifier worker processes running", value=pool.alive
+        )
+        restarts = CounterMetricFamily(
+            f"{PREFIX}_worker_restarts",
+            "Verifier workers replaced, by cause (cpu_limit = a Datalog bomb was stopped)",
+            labels=["cause"],
+        )
+        for cause in ("cpu_limit", "crashed", "timeout", "protocol", "cancelled"):
+            restarts.add_metric([cause], pool.restarts.get(cause, 0))
+        yield restarts
