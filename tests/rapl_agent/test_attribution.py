@@ -1,0 +1,221 @@
+"""Attribution over two snapshots: one split for processes, VMs as sums of their pids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.rapl_agent.attribution import aggregate, jiffy_deltas, split
+from services.rapl_agent.powercap import discover
+from services.rapl_agent.procfs import ProcReader
+from services.rapl_agent.snapshot import Reading, advance
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+SERVER = discover(FIXTURES / "sys" / "server" / "class" / "powercap")
+CLIENT = discover(FIXTURES / "sys" / "client" / "class" / "powercap")
+MAX = 262_143_328_850
+
+
+def reading(tag: str, energy: dict[str, int], mono: float, errors=None) -> Reading:
+    reader = ProcReader(FIXTURES / "proc" / tag, max_cmdline=512)
+    try:
+        system, uptime = reader.read_system()
+        times, infos = reader.read_processes()
+    finally:
+        reader.close()
+    return Reading(
+        wall=1_700_000_000 + mono,
+        mono=mono,
+        energy=energy,
+        zone_errors=errors or {},
+        system=system,
+        uptime_ticks=uptime,
+        times=times,
+        infos=infos,
+        load=reader.read_load(),
+        memory=reader.read_memory(),
+    )
+
+
+E0 = {"intel-rapl:0": 1_000_000, "intel-rapl:0:0": 200_000, "intel-rapl:1": 3_000_000}
+E0["intel-rapl:1:0"] = 400_000
+# 2 s later: 50 J per package and 10 J per dram = 120 J in 2 s = 60 W.
+E1 = {
+    "intel-rapl:0": 51_000_000,
+    "intel-rapl:0:0": 10_200_000,
+    "intel-rapl:1": 53_000_000,
+    "intel-rapl:1:0": 10_400_000,
+}
+
+
+def two_samples(e0=E0, e1=E1, topology=SERVER):
+    first = advance(None, reading("t0", e0, 100.0), topology)
+    second = advance(first.carry, reading("t1", e1, 102.0), topology)
+    return first, second
+
+
+# -- the split ------------------------------------------------------------------------------
+
+
+def test_split_by_share_of_busy_jiffies():
+    assert split(60_000_000, {"a": 300, "b": 100}, 600) == {"a": 30_000_000, "b": 10_000_000}
+
+
+def test_split_normalises_when_processes_exceed_busy_jiffies():
+    # Sampling skew: the processes claim 900 jiffies of an interval with 600 busy.
+    shares = split(60_000_000, {"a": 600, "b": 300}, 600)
+    assert shares == {"a": 40_000_000, "b": 20_000_000}
+    assert sum(shares.values()) <= 60_000_000
+
+
+def test_split_never_sums_above_total():
+    deltas = {i: 7 + (i * 37) % 101 for i in range(1000)}
+    for busy in (1, 100, sum(deltas.values()), 10**9):
+        assert sum(split(59_999_999, deltas, busy).values()) <= 59_999_999
+
+
+def test_split_with_nothing_to_share():
+    assert split(60_000_000, {"a": 0}, 0) == {"a": 0}
+    assert split(0, {"a": 5}, 10) == {"a": 0}
+
+
+def test_jiffy_deltas_exit_reuse_and_birth():
+    prev = {1: (10, 100), 2: (20, 500), 3: (30, 900), 4: (5, 50)}
+    cur = {1: (10, 150), 3: (1010, 40), 5: (1005, 12), 6: (7, 800), 4: (5, 40)}
+    deltas = jiffy_deltas(prev, cur, born_after=1000)
+    # 2 exited: absent. 3 reused by a process born in the interval: its own 40.
+    # 5 born in the interval: all of its 12. 6 is old but unseen before: no baseline, left out.
+    # 4 went backwards (cannot happen, but never negative).
+    assert deltas == {1: 50, 3: 40, 5: 12, 4: 0}
+
+
+def test_aggregate():
+    assert aggregate({1: 5, 2: 7, 3: 11}, {"vm": [1, 2], "none": [9]}) == {"vm": 12, "none": 0}
+
+
+# -- snapshots from the stored /proc at t0 and t1 ------------------------------------------------
+
+
+def test_first_sample_has_energy_but_no_power():
+    first, _ = two_samples()
+    snap = first.snapshot
+    assert snap.host_power_uw is None
+    assert snap.host_energy_uj == sum(E0.values())
+    assert snap.processes == ()
+    assert all(s.power_uw is None for s in snap.sockets)
+    assert [(v.name, v.power_uw, v.energy_uj) for v in snap.vms] == [
+        ("one-42", None, 0),
+        ("one-7", None, 0),
+        ("win10", None, 0),
+    ]
+
+
+def test_second_sample_host_sockets_domains():
+    _, second = two_samples()
+    snap = second.snapshot
+    assert snap.interval_s == pytest.approx(2.0)
+    assert snap.host_power_uw == 60_000_000
+    assert snap.host_energy_uj == sum(E1.values())
+    assert [(s.socket_id, s.power_uw) for s in snap.sockets] == [(0, 25_000_000), (1, 25_000_000)]
+    assert [(d.key, d.kind, d.domain_id, d.power_uw) for d in snap.domains] == [
+        ("intel-rapl:0:0", "dram", 0, 5_000_000),
+        ("intel-rapl:1:0", "dram", 0, 5_000_000),
+    ]
+
+
+def test_process_power_follows_jiffy_shares():
+    _, second = two_samples()
+    power = {info.pid: uw for info, uw in second.snapshot.processes}
+    # Busy jiffies over the interval: 13900 - 13300 = 600; host 60 W -> 100 mW per jiffy.
+    assert power[1] == 1_000_000
+    assert power[2101] == 30_000_000
+    assert power[2105] == 4_000_000
+    assert power[2106] == 100_000
+    assert power[2107] == 0
+    assert power[3100] == 5_000_000  # pid reused by a process born in the interval: no spike
+    assert power[3200] == 3_000_000  # born in the interval
+    assert 3000 not in power  # exited
+    assert sum(power.values()) <= second.snapshot.host_power_uw
+
+
+def test_vm_power_is_qemu_plus_helpers_and_energy_integrates():
+    _, second = two_samples()
+    vms = {v.name: v for v in second.snapshot.vms}
+    assert vms["one-42"].power_uw == 30_000_000 + 4_000_000 + 100_000 + 0
+    assert vms["one-42"].helper_pids == (2105, 2106, 2107)
+    assert vms["one-42"].energy_uj == 34_100_000 * 2
+    assert vms["one-42"].one_vm_id == 42
+    assert vms["one-7"].power_uw == 10_000_000 + 1_000_000
+    assert vms["win10"].power_uw == 0 and vms["win10"].one_vm_id is None
+    processes = {info.pid: info for info, _ in second.snapshot.processes}
+    assert processes[2101].labels.endswith(',vmname="one-42"}')
+
+
+def test_wraparound_gives_no_spike():
+    e0 = dict(E0, **{"intel-rapl:0": MAX - 20_000_000})
+    e1 = dict(E1, **{"intel-rapl:0": 30_000_000})  # wrapped: 50 J again
+    _, second = two_samples(e0, e1)
+    assert second.notes == ()
+    assert second.snapshot.host_power_uw == 60_000_000
+    assert second.snapshot.sockets[0].power_uw == 25_000_000
+    # Energy keeps counting up across the wrap.
+    assert second.snapshot.host_energy_uj == two_samples(e0, e1)[0].snapshot.host_energy_uj + (
+        120_000_000
+    )
+
+
+def test_counter_reset_gives_no_power_for_that_interval_not_a_spike():
+    e1 = dict(E1, **{"intel-rapl:0": 10})  # reset (driver reload), not a wrap
+    _, second = two_samples(E0, e1)
+    snap = second.snapshot
+    assert snap.host_power_uw is None
+    assert snap.processes == ()
+    assert all(v.power_uw is None for v in snap.vms)
+    assert "intel-rapl:0: counter went from 1000000 to 10" in second.notes[0]
+
+
+def test_psys_is_the_host_when_present():
+    e0 = {"intel-rapl:0": 1_000_000, "intel-rapl:0:0": 0, "intel-rapl:0:1": 0, "intel-rapl:1": 0}
+    e1 = {
+        "intel-rapl:0": 41_000_000,
+        "intel-rapl:0:0": 30_000_000,
+        "intel-rapl:0:1": 2_000_000,
+        "intel-rapl:1": 90_000_000,
+    }
+    _, second = two_samples(e0, e1, CLIENT)
+    assert second.snapshot.host_power_uw == 45_000_000
+    assert second.snapshot.source == "powercap_rapl_psys"
+    assert second.snapshot.sockets[0].power_uw == 20_000_000
+
+
+def test_unreadable_host_counter_keeps_the_last_snapshot_and_baseline():
+    first = advance(None, reading("t0", E0, 100.0), SERVER)
+    broken = dict(E1)
+    del broken["intel-rapl:1"]
+    gap = advance(first.carry, reading("t1", broken, 101.0, {"intel-rapl:1": "denied"}), SERVER)
+    assert gap.snapshot is None and gap.carry is first.carry
+    # Readable again one second later: power over the whole 3 s gap, no spike.
+    e2 = {k: v + 60_000_000 // 4 for k, v in E1.items()}
+    later = advance(gap.carry, reading("t1", e2, 103.0), SERVER)
+    assert later.snapshot.host_power_uw == (120_000_000 + 60_000_000) // 3
+
+
+def test_unreadable_domain_is_left_out_not_zero():
+    first = advance(None, reading("t0", E0, 100.0), CLIENT)
+    e1 = {"intel-rapl:0": 2_000_000, "intel-rapl:0:1": 500, "intel-rapl:1": 9_000_000}
+    second = advance(first.carry, reading("t1", e1, 102.0, {"intel-rapl:0:0": "x"}), CLIENT)
+    kinds = [d.kind for d in second.snapshot.domains]
+    assert kinds == ["uncore"]
+    assert second.snapshot.zone_errors == {"intel-rapl:0:0": "x"}
+
+
+def test_processes_claiming_more_than_busy_are_clamped():
+    first = advance(None, reading("t0", E0, 100.0), SERVER)
+    r1 = reading("t1", E1, 102.0)
+    # Pretend /proc/stat moved by only 100 busy jiffies (read earlier than the pid files).
+    skewed = r1.system._replace(busy_jiffies=first.carry.reading.system.busy_jiffies + 100)
+    second = advance(first.carry, Reading(**{**r1.__dict__, "system": skewed}), SERVER)
+    total = sum(uw for _, uw in second.snapshot.processes)
+    assert total <= second.snapshot.host_power_uw
+    assert total >= second.snapshot.host_power_uw * 0.99

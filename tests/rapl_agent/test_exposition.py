@@ -1,0 +1,115 @@
+"""/metrics text: Scaphandre's names, labels and HELP; the fast process path equals the library."""
+
+from __future__ import annotations
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.rapl_agent.exposition import (
+    PROCESS_POWER,
+    PROCESS_POWER_HELP,
+    process_labels,
+    render,
+    render_processes,
+    scaphandre_version,
+)
+from tests.rapl_agent.test_attribution import two_samples
+
+
+def families(text: bytes | str) -> dict:
+    if isinstance(text, bytes):
+        text = text.decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def test_process_family_equals_prometheus_client_rendering():
+    _, second = two_samples()
+    snap = second.snapshot
+    reference = GaugeMetricFamily(PROCESS_POWER, PROCESS_POWER_HELP)
+    for info, uw in snap.processes:
+        labels = {"pid": str(info.pid), "exe": info.comm, "cmdline": info.cmdline}
+        if info.vm is not None:
+            labels["vmname"] = info.vm.name
+        reference.add_sample(PROCESS_POWER, labels, uw)
+
+    class One:
+        def collect(self):
+            yield reference
+
+    ours = families(render_processes(snap))[PROCESS_POWER]
+    theirs = families(generate_latest(One()))[PROCESS_POWER]
+    assert ours.documentation == theirs.documentation
+    assert ours.type == theirs.type == "gauge"
+
+    def key(sample):
+        return (sample.name, sorted(sample.labels.items()), sample.value)
+
+    assert sorted(map(key, ours.samples)) == sorted(map(key, theirs.samples))
+    assert len(ours.samples) == len(snap.processes) == 12
+
+
+def test_label_escaping():
+    block = process_labels(7, 'a"b', "x\\y\nz", None)
+    assert block == '{cmdline="x\\\\y\\nz",exe="a\\"b",pid="7"}'
+    text = f"# TYPE m gauge\nm{block} 1\n"
+    (sample,) = families(text)["m"].samples
+    assert sample.labels == {"cmdline": "x\\y\nz", "exe": 'a"b', "pid": "7"}
+
+
+def test_scaphandre_names_labels_and_help():
+    _, second = two_samples()
+    fams = families(render(second.snapshot, "0.1.0"))
+    expected_help = {
+        "scaph_host_power_microwatts": "Power measurement on the whole host, in microwatts",
+        "scaph_host_energy_microjoules": "Energy measurement for the whole host, as extracted "
+        "from the sensor, in microjoules.",
+        "scaph_socket_power_microwatts": "Power measurement relative to a CPU socket, in "
+        "microwatts",
+        "scaph_domain_power_microwatts": "Power measurement relative to a RAPL Domain, in "
+        "microwatts",
+        "scaph_host_load_avg_one": "Load average on 1 minute.",
+        "scaph_host_load_avg_five": "Load average on 5 minutes.",
+        "scaph_host_load_avg_fifteen": "Load average on 15 minutes.",
+        "scaph_self_version": "Version number of scaphandre represented as a float.",
+        PROCESS_POWER: PROCESS_POWER_HELP,
+    }
+    for name, help_text in expected_help.items():
+        assert fams[name].documentation == help_text, name
+    (host,) = fams["scaph_host_power_microwatts"].samples
+    assert host.labels == {"value_source": "powercap_rapl_pkg"} and host.value == 60_000_000
+    (energy,) = fams["scaph_host_energy_microjoules"].samples
+    assert energy.name == "scaph_host_energy_microjoules"  # no _total appended
+    assert {tuple(sorted(s.labels)) for s in fams["scaph_domain_power_microwatts"].samples} == {
+        ("domain_id", "domain_name", "socket_id")
+    }
+    assert [s.labels["socket_id"] for s in fams["scaph_socket_power_microwatts"].samples] == [
+        "0",
+        "1",
+    ]
+    load = [fams[f"scaph_host_load_avg_{p}"].samples[0].value for p in ("one", "five", "fifteen")]
+    assert load == [1.25, 0.80, 0.50]
+    assert fams["scaph_forks_since_boot"].samples[0].name == "scaph_forks_since_boot_total"
+    by_pid = {s.labels["pid"]: s for s in fams[PROCESS_POWER].samples}
+    qemu = by_pid["2101"]
+    assert qemu.labels["exe"] == "qemu-kvm-one"
+    assert qemu.labels["vmname"] == "one-42"
+    assert qemu.labels["cmdline"].startswith("/usr/bin/qemu-kvm-one-nameguest=one-42,debug")
+    assert "vmname" not in by_pid["2105"].labels  # helpers are not QEMU processes
+    assert by_pid["2105"].labels["exe"] == "vhost-2101"
+    assert "vmname" not in by_pid["4000"].labels
+
+
+def test_first_snapshot_has_no_power_lines():
+    first, _ = two_samples()
+    text = render(first.snapshot, "0.1.0").decode()
+    assert "scaph_host_energy_microjoules{" in text
+    assert "scaph_host_power_microwatts" not in text
+    assert PROCESS_POWER not in text
+    assert "scaph_socket_power_microwatts" not in text
+
+
+def test_version_as_scaphandre_prints_it():
+    assert scaphandre_version("1.0.3") == 1.03
+    assert scaphandre_version("0.1.0") == 0.1
+    assert scaphandre_version("2.5") == 2.5
