@@ -1,0 +1,464 @@
+"""oned's XML-RPC API over the simulated cloud: methods, argument checks, replies, errors.
+
+Replies have oned's shapes: `[true, body, 0]` on success and `[false, message, code, resp_id,
+replication_idx]` on failure, with `[method] ...` messages and the error codes of
+include/Request.h. Arguments are checked the way xmlrpc-c's paramList does (a wrong type or
+a missing argument is an XML-RPC fault -501). Pool replies are assembled from per-object
+XML that is cached already escaped for XML-RPC, so a 10,000-VM infoextended costs a join.
+"""
+
+from __future__ import annotations
+
+import collections
+import xmlrpc.client
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from xml.parsers.expat import ExpatError
+
+from . import states as st
+from .cloud import ActionRefused, AllocateError, Cloud, CloudError, NoSuchObject, TemplateRejected
+from .model import User, Vm
+from .render import hook_xml, hooklog_xml, user_pool_xml, user_xml
+
+# include/Request.h ErrorCode
+SUCCESS = 0x0000
+AUTHENTICATION = 0x0100
+AUTHORIZATION = 0x0200
+NO_EXISTS = 0x0400
+ACTION = 0x0800
+RPC_API = 0x1000
+INTERNAL = 0x2000
+ALLOCATE = 0x4000
+
+# xmlrpc-c fault codes
+FAULT_TYPE = -501
+FAULT_PARSE = -503
+FAULT_NO_SUCH_METHOD = -506
+
+
+class Fault(Exception):
+    """An XML-RPC fault, as xmlrpc-c raises for bad parameters or unknown methods."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class OneFailure(Exception):
+    """A `[false, message, code, resp_id]` reply; `[method] ` is prefixed when sent."""
+
+    def __init__(self, code: int, message: str, resp_id: int = -1) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.resp_id = resp_id
+
+
+@dataclass(frozen=True)
+class Escaped:
+    """A body already escaped for an XML-RPC <string> and encoded (from cached pieces)."""
+
+    parts: list[bytes]
+
+    @classmethod
+    def of(cls, xml: str) -> Escaped:
+        return cls([rpc_escape(xml).encode()])
+
+
+class Params:
+    """xmlrpc-c's paramList accessors: index 0 is the session, as in oned's handlers."""
+
+    def __init__(self, values: tuple[Any, ...]) -> None:
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def _get(self, index: int, kind: type, label: str) -> Any:
+        if index >= len(self.values):
+            raise Fault(FAULT_TYPE, "Not enough parameters")
+        value = self.values[index]
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            raise Fault(FAULT_TYPE, f"Parameter that is supposed to be {label} is not")
+        return value
+
+    def int(self, index: int) -> int:
+        return self._get(index, int, "integer")
+
+    def str(self, index: int) -> str:
+        return self._get(index, str, "a string")
+
+    def bool(self, index: int) -> bool:
+        return self._get(index, bool, "boolean")
+
+    def array(self, index: int) -> list:
+        return self._get(index, list, "an array")
+
+    def opt_int(self, index: int, default: int) -> int:
+        return self.int(index) if len(self.values) > index else default
+
+
+def rpc_escape(text: str) -> str:
+    """Escape a body for an XML-RPC <string> as xmlrpc-c does (&, < and > as entities)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_SUCCESS_HEAD = (
+    b"<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n"
+    b"<value><array><data>\n<value><boolean>1</boolean></value>\n<value><string>"
+)
+_SUCCESS_TAIL = (
+    b"</string></value>\n<value><int>0</int></value>\n"
+    b"</data></array></value>\n</param>\n</params>\n</methodResponse>\n"
+)
+
+
+def _success(parts: list[bytes]) -> bytes:
+    """`[true, body, 0]` from pre-escaped pieces, joined in one copy."""
+    return b"".join([_SUCCESS_HEAD, *parts, _SUCCESS_TAIL])
+
+
+def fault_response(code: int, message: str) -> bytes:
+    return xmlrpc.client.dumps(xmlrpc.client.Fault(code, message), methodresponse=True).encode()
+
+
+Handler = Callable[["OnedApi", Params, User], Any]
+
+
+class OnedApi:
+    """Dispatch XML-RPC request bodies to the simulated oned; counts every call by method."""
+
+    def __init__(self, cloud: Cloud, version: str) -> None:
+        self.cloud = cloud
+        self.version = version
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def handle(self, body: bytes) -> bytes:
+        """One XML-RPC request body in, one response body out."""
+        try:
+            params, method = xmlrpc.client.loads(body)
+        except (ExpatError, ValueError, TypeError, IndexError, xmlrpc.client.ResponseError) as exc:
+            return fault_response(FAULT_PARSE, f"Could not parse the XML-RPC call: {exc}")
+        if not method:
+            return fault_response(FAULT_PARSE, "Could not parse the XML-RPC call: no methodName")
+        self.calls[method] += 1
+        handler = METHODS.get(method)
+        if handler is None:
+            return fault_response(FAULT_NO_SUCH_METHOD, f"Method '{method}' not defined")
+        args = Params(params)
+        try:
+            user = self.cloud.authenticate(args.str(0))
+            if user is None:
+                raise OneFailure(AUTHENTICATION, "User couldn't be authenticated, aborting call.")
+            result = handler(self, args, user)
+        except Fault as exc:
+            return fault_response(exc.code, exc.message)
+        except OneFailure as exc:
+            reply = (False, f"[{method}] {exc.message}", exc.code, exc.resp_id, 0)
+            return xmlrpc.client.dumps((list(reply),), methodresponse=True).encode()
+        if isinstance(result, Escaped):
+            return _success(result.parts)
+        return xmlrpc.client.dumps(([True, result, SUCCESS],), methodresponse=True).encode()
+
+    # ------------------------------------------------------------------ helpers
+
+    def vm_fragment(self, vm: Vm, form: str) -> bytes:
+        """The VM's XML escaped for XML-RPC and encoded, cached next to the XML itself."""
+        key = f"rpc-{form}"
+        cached = vm.rpc_cache.get(key)
+        if cached is None:
+            cached = rpc_escape(self.cloud.vm_xml(vm, form)).encode()
+            vm.rpc_cache[key] = cached
+        return cached
+
+
+def _no_exists(exc: NoSuchObject) -> OneFailure:
+    oid = exc.oid if isinstance(exc.oid, int) else -1
+    return OneFailure(NO_EXISTS, exc.message, oid)
+
+
+def _translate(exc: CloudError) -> OneFailure:
+    if isinstance(exc, NoSuchObject):
+        return _no_exists(exc)
+    if isinstance(exc, ActionRefused):
+        return OneFailure(ACTION, exc.message)
+    if isinstance(exc, AllocateError):
+        return OneFailure(ALLOCATE, exc.message)
+    if isinstance(exc, TemplateRejected):
+        return OneFailure(INTERNAL, exc.message)
+    return OneFailure(INTERNAL, exc.message)
+
+
+def _require_admin(user: User, action: str, obj: str) -> None:
+    if not user.is_admin:
+        raise OneFailure(
+            AUTHORIZATION, f"User [{user.id}] : Not authorized to perform {action} {obj}."
+        )
+
+
+def _authorize_vm(user: User, vm: Vm, action: str) -> None:
+    if not user.is_admin and vm.uid != user.id:
+        raise OneFailure(
+            AUTHORIZATION, f"User [{user.id}] : Not authorized to perform {action} VM [{vm.id}]."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Methods
+# ---------------------------------------------------------------------------------------------
+
+
+def system_version(api: OnedApi, p: Params, user: User) -> str:
+    return api.version
+
+
+def _filtered_vms(api: OnedApi, p: Params, user: User) -> Iterable[Vm]:
+    """PoolSharedAPI::dump + VirtualMachinePoolAPI::info: filter flag, id range, state."""
+    flag, start, end, state = p.int(1), p.int(2), p.int(3), p.int(4)
+    if len(p) > 5:
+        p.str(5)
+    if flag < -4:
+        raise OneFailure(RPC_API, "Incorrect filter_flag")
+    if state < -2 or state > st.VM_STATES["CLONING_FAILURE"]:
+        raise OneFailure(RPC_API, f"Incorrect state filter {state}")
+    vms = sorted(api.cloud.vms.values(), key=lambda vm: vm.id)
+
+    def visible(vm: Vm) -> bool:
+        if state == -1 and vm.state == st.DONE or state >= 0 and vm.state != state:
+            return False
+        if flag >= 0:
+            owned = vm.uid == flag
+        elif flag == -3:
+            owned = vm.uid == user.id
+        elif flag == -4:
+            owned = vm.gid == user.gid
+        elif flag == -1:
+            owned = vm.uid == user.id or vm.gid == user.gid
+        else:
+            owned = True
+        return owned and (user.is_admin or vm.uid == user.id)
+
+    selected = [vm for vm in vms if visible(vm)]
+    if end < -1:
+        offset = max(start, 0)
+        return selected[offset : offset - end]
+    if start != -1:
+        return [vm for vm in selected if vm.id >= start and (end == -1 or vm.id <= end)]
+    return selected
+
+
+def vmpool_info(api: OnedApi, p: Params, user: User) -> Escaped:
+    parts = [api.vm_fragment(vm, "short") for vm in _filtered_vms(api, p, user)]
+    return Escaped([b"&lt;VM_POOL&gt;", *parts, b"&lt;/VM_POOL&gt;"])
+
+
+def vmpool_infoextended(api: OnedApi, p: Params, user: User) -> Escaped:
+    parts = [api.vm_fragment(vm, "extended") for vm in _filtered_vms(api, p, user)]
+    return Escaped([b"&lt;VM_POOL&gt;", *parts, b"&lt;/VM_POOL&gt;"])
+
+
+def vm_info(api: OnedApi, p: Params, user: User) -> Escaped:
+    vm_id = p.int(1)
+    if len(p) > 2:
+        p.bool(2)
+    try:
+        vm = api.cloud.vm(vm_id)
+    except NoSuchObject as exc:
+        raise _no_exists(exc) from None
+    _authorize_vm(user, vm, "USE")
+    return Escaped([api.vm_fragment(vm, "full")])
+
+
+def vm_action(api: OnedApi, p: Params, user: User) -> int:
+    action, vm_id = p.str(1), p.int(2)
+    try:
+        _authorize_vm(user, api.cloud.vm(vm_id), "MANAGE")
+        api.cloud.vm_action(action, vm_id)
+    except CloudError as exc:
+        raise _translate(exc) from None
+    return vm_id
+
+
+def vm_deploy(api: OnedApi, p: Params, user: User) -> int:
+    vm_id, host_id = p.int(1), p.int(2)
+    _require_admin(user, "ADMIN", f"HOST [{host_id}]")
+    try:
+        api.cloud.deploy(vm_id, host_id)
+    except CloudError as exc:
+        raise _translate(exc) from None
+    return vm_id
+
+
+def vm_migrate(api: OnedApi, p: Params, user: User) -> int:
+    vm_id, host_id, live = p.int(1), p.int(2), p.bool(3)
+    _require_admin(user, "ADMIN", f"HOST [{host_id}]")
+    try:
+        api.cloud.migrate(vm_id, host_id, live=live)
+    except CloudError as exc:
+        raise _translate(exc) from None
+    return vm_id
+
+
+def hostpool_info(api: OnedApi, p: Params, user: User) -> Escaped:
+    hosts = sorted(api.cloud.hosts.values(), key=lambda h: h.id)
+    body = "".join(api.cloud.host_xml(h) for h in hosts)
+    return Escaped.of(f"<HOST_POOL>{body}</HOST_POOL>")
+
+
+def host_info(api: OnedApi, p: Params, user: User) -> Escaped:
+    host_id = p.int(1)
+    if len(p) > 2:
+        p.bool(2)
+    try:
+        host = api.cloud.host(host_id)
+    except NoSuchObject as exc:
+        raise _no_exists(exc) from None
+    return Escaped.of(api.cloud.host_xml(host))
+
+
+def host_update(api: OnedApi, p: Params, user: User) -> int:
+    host_id, text = p.int(1), p.str(2)
+    mode = p.opt_int(3, 0)
+    _require_admin(user, "MANAGE", f"HOST [{host_id}]")
+    if host_id not in api.cloud.hosts:
+        raise OneFailure(NO_EXISTS, f"Error getting host [{host_id}].", host_id)
+    if mode not in (0, 1):
+        raise OneFailure(RPC_API, "Wrong update type")
+    try:
+        api.cloud.update_host(host_id, text, merge=mode == 1)
+    except CloudError as exc:
+        raise _translate(exc) from None
+    return host_id
+
+
+def host_status(api: OnedApi, p: Params, user: User) -> int:
+    """one.host.status: 0 enable (INIT, then MONITORED once monitored), 1 disable, 2 offline."""
+    host_id, status = p.int(1), p.int(2)
+    _require_admin(user, "ADMIN", f"HOST [{host_id}]")
+    try:
+        api.cloud.host(host_id)
+        if status == 0:
+            api.cloud.set_host_state(host_id, st.HOST_STATES["INIT"])
+            api.cloud.set_host_state(host_id, st.MONITORED)
+        elif status == 1:
+            api.cloud.set_host_state(host_id, st.HOST_STATES["DISABLED"])
+        elif status == 2:
+            api.cloud.set_host_state(host_id, st.HOST_STATES["OFFLINE"])
+        else:
+            raise OneFailure(RPC_API, "Wrong status code")
+    except CloudError as exc:
+        raise _translate(exc) from None
+    return host_id
+
+
+def user_info(api: OnedApi, p: Params, user: User) -> Escaped:
+    user_id = p.int(1)
+    if len(p) > 2:
+        p.bool(2)
+    if user_id == -1:
+        user_id = user.id
+    if user_id != user.id:
+        _require_admin(user, "USE", f"USER [{user_id}]")
+    try:
+        target = api.cloud.user(user_id)
+    except NoSuchObject as exc:
+        raise _no_exists(exc) from None
+    return Escaped.of(user_xml(target))
+
+
+def userpool_info(api: OnedApi, p: Params, user: User) -> Escaped:
+    users = sorted(api.cloud.users.values(), key=lambda u: u.id)
+    if not user.is_admin:
+        users = [u for u in users if u.id == user.id]
+    return Escaped.of(user_pool_xml(users))
+
+
+def user_allocate(api: OnedApi, p: Params, user: User) -> int:
+    groups: list[int] = []
+    if len(p) > 4:
+        for value in p.array(4):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise Fault(FAULT_TYPE, "Value of type int expected in the group array")
+            groups.append(value)
+    name, password, driver = p.str(1), p.str(2), p.str(3)
+    _require_admin(user, "CREATE", "USER")
+    try:
+        return api.cloud.allocate_user(name, password, driver, groups).id
+    except AllocateError as exc:
+        raise OneFailure(ALLOCATE, f"Error allocating a new user. {exc.message}") from None
+
+
+def hook_allocate(api: OnedApi, p: Params, user: User) -> int:
+    text = p.str(1)
+    _require_admin(user, "CREATE", "HOOK")
+    try:
+        return api.cloud.allocate_hook(text).id
+    except AllocateError as exc:
+        raise OneFailure(ALLOCATE, f"Error allocating a new hook. {exc.message}") from None
+
+
+def hook_info(api: OnedApi, p: Params, user: User) -> Escaped:
+    hook_id = p.int(1)
+    _require_admin(user, "USE", f"HOOK [{hook_id}]")
+    try:
+        hook = api.cloud.hook(hook_id)
+    except NoSuchObject as exc:
+        raise _no_exists(exc) from None
+    return Escaped.of(hook_xml(hook, with_log=True))
+
+
+def hook_delete(api: OnedApi, p: Params, user: User) -> int:
+    hook_id = p.int(1)
+    _require_admin(user, "MANAGE", f"HOOK [{hook_id}]")
+    try:
+        api.cloud.delete_hook(hook_id)
+    except NoSuchObject as exc:
+        raise _no_exists(exc) from None
+    return hook_id
+
+
+def hookpool_info(api: OnedApi, p: Params, user: User) -> Escaped:
+    _require_admin(user, "USE", "HOOK")
+    hooks = sorted(api.cloud.hooks.values(), key=lambda h: h.id)
+    body = "".join(hook_xml(h, with_log=False) for h in hooks)
+    return Escaped.of(f"<HOOK_POOL>{body}</HOOK_POOL>")
+
+
+def hooklog_info(api: OnedApi, p: Params, user: User) -> Escaped:
+    """one.hooklog.info(min_ts, max_ts, hook_id, rc): rc 1 success, -1 error, 0 all."""
+    min_ts, max_ts, hook_id, rc = p.int(1), p.int(2), p.int(3), p.int(4)
+    _require_admin(user, "USE", "HOOK")
+    records = [
+        r
+        for r in api.cloud.executions
+        if (hook_id < 0 or r.hook_id == hook_id)
+        and (min_ts <= 0 or r.timestamp >= min_ts)
+        and (max_ts <= 0 or r.timestamp <= max_ts)
+        and (rc == 0 or (rc == 1) == (r.code == 0))
+    ]
+    return Escaped.of(hooklog_xml(records))
+
+
+METHODS: dict[str, Handler] = {
+    "one.system.version": system_version,
+    "one.vmpool.info": vmpool_info,
+    "one.vmpool.infoextended": vmpool_infoextended,
+    "one.vm.info": vm_info,
+    "one.vm.action": vm_action,
+    "one.vm.deploy": vm_deploy,
+    "one.vm.migrate": vm_migrate,
+    "one.hostpool.info": hostpool_info,
+    "one.host.info": host_info,
+    "one.host.update": host_update,
+    "one.host.status": host_status,
+    "one.user.info": user_info,
+    "one.userpool.info": userpool_info,
+    "one.user.allocate": user_allocate,
+    "one.hook.allocate": hook_allocate,
+    "one.hook.info": hook_info,
+    "one.hook.delete": hook_delete,
+    "one.hookpool.info": hookpool_info,
+    "one.hooklog.info": hooklog_info,
+}
