@@ -1,0 +1,72 @@
+"""create_app(config): the exporter's routes, HTTP clients and background refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+
+from services.common.app import HEALTH, REGISTRY, create_base_app
+from services.common.one import read_one_auth
+
+from .collectors import ExporterCollector
+from .config import ExporterConfig
+from .oned import Oned
+from .refresh import Refresher, StateBox
+
+SERVICE = "vm_exporter"
+BOX = web.AppKey("state_box", StateBox)
+REFRESHER = web.AppKey("refresher", Refresher)
+
+
+@web.middleware
+async def _product_metrics(request: web.Request, handler) -> web.StreamResponse:
+    """/metrics is the product text of the last complete refresh, self metrics appended."""
+    response = await handler(request)
+    if request.path == "/metrics" and response.status == 200 and isinstance(response, web.Response):
+        text = request.app[BOX].state.text
+        if text:
+            response.body = text + (response.body or b"")
+    return response
+
+
+def _refreshing(
+    config: ExporterConfig, auth: str
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Cleanup context: the oned and agent sessions and the refresh task, for the app's life."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        # One connection pool per kind: the agents' is bounded by --agent-concurrency.
+        oned_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4))
+        agents_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=config.agent_concurrency, ttl_dns_cache=300, force_close=False
+            ),
+        )
+        oned = Oned(oned_session, config.one_xmlrpc, auth, timeout=config.one_timeout)
+        refresher = Refresher(config, oned, agents_session, app[BOX], app[HEALTH])
+        app[REFRESHER] = refresher
+        task = asyncio.create_task(refresher.run(), name="vm-exporter-refresh")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await agents_session.close()
+        await oned_session.close()
+
+    return ctx
+
+
+def create_app(config: ExporterConfig) -> web.Application:
+    """The exporter: base routes, product /metrics, self metrics and the refresh task."""
+    auth = read_one_auth(config.one_auth)
+    app = create_base_app(SERVICE)
+    app.middlewares.append(_product_metrics)
+    box = StateBox()
+    app[BOX] = box
+    app[REGISTRY].register(ExporterCollector(lambda: box.state))
+    app.cleanup_ctx.append(_refreshing(config, auth))
+    return app

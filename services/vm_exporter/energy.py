@@ -1,0 +1,102 @@
+"""`opennebula_vm_energy_joules_total`: per-VM energy that never decreases (pure).
+
+The agent keeps a per-VM energy counter, but that counter belongs to one host and one agent
+run: a migration shows a different counter, an agent restart resets it. The exporter's total
+is the sum of the deltas it saw, per source (host, kind), so neither resets nor jumps it:
+- same source, counter grew: add the growth; counter fell: the agent restarted, add the new
+  value (energy since its restart);
+- a source first seen for a VM the exporter already knew (migration, new VM): add its value,
+  all of it drawn since the exporter last knew the VM; for a VM never known before (the
+  exporter just started, or its host was down until now) the value may predate the exporter:
+  it only sets the baseline;
+- Scaphandre gives power only: the energy is power integrated over time (trapezoids), never
+  across a gap longer than `max_gap_s` (the power in between is unknown).
+Everything is in integer microjoules and microwatts; joules only at exposition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+
+from .join import Attribution
+from .pool import Vm
+
+# Sources remembered per VM (a VM that comes back to a host finds its old counter there).
+MAX_MARKS = 8
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Mark:
+    """The last thing a source said about a VM: its counter, its power, and when."""
+
+    at: float
+    energy_uj: int | None
+    power_uw: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VmEnergy:
+    """A VM's accumulated energy and the last mark of each source that reported it."""
+
+    total_uj: int = 0
+    marks: tuple[tuple[tuple[int, str], Mark], ...] = ()
+
+    def joules(self) -> float:
+        return self.total_uj / 1_000_000
+
+    def mark(self, source: tuple[int, str]) -> Mark | None:
+        for key, mark in self.marks:
+            if key == source:
+                return mark
+        return None
+
+
+def _delta(prev: Mark | None, cur: Mark, known_before: bool, max_gap_s: float) -> int:
+    if cur.energy_uj is not None:
+        if prev is None or prev.energy_uj is None:
+            return cur.energy_uj if known_before else 0
+        if cur.energy_uj >= prev.energy_uj:
+            return cur.energy_uj - prev.energy_uj
+        return cur.energy_uj  # the counter was reset: an agent restart
+    if prev is None or prev.power_uw is None or cur.power_uw is None:
+        return 0
+    elapsed = cur.at - prev.at
+    if not 0 < elapsed <= max_gap_s:
+        return 0
+    return int((prev.power_uw + cur.power_uw) * elapsed / 2)
+
+
+def _remember(marks: tuple, source: tuple[int, str], mark: Mark) -> tuple:
+    kept = tuple(item for item in marks if item[0] != source)
+    return (kept + ((source, mark),))[-MAX_MARKS:]
+
+
+def advance(
+    ledger: Mapping[int, VmEnergy],
+    vms: Iterable[Vm],
+    attributions: Mapping[int, Attribution],
+    now: float,
+    max_gap_s: float,
+) -> dict[int, VmEnergy]:
+    """The ledger after one refresh; VMs that left the pool are dropped.
+
+    A VM enters the ledger once its power is known; until then it has no energy series.
+    """
+    out: dict[int, VmEnergy] = {}
+    for vm in vms:
+        prev = ledger.get(vm.id)
+        attribution = attributions.get(vm.id)
+        if attribution is None or not attribution.known:
+            if prev is not None:
+                out[vm.id] = prev
+            continue
+        state = prev if prev is not None else VmEnergy()
+        reading, source = attribution.reading, attribution.source
+        if reading is None or source is None:
+            out[vm.id] = state  # known to draw nothing this time
+            continue
+        cur = Mark(now, reading.energy_uj, reading.power_uw)
+        added = _delta(state.mark(source), cur, prev is not None, max_gap_s)
+        out[vm.id] = VmEnergy(state.total_uj + added, _remember(state.marks, source, cur))
+    return out

@@ -1,0 +1,116 @@
+"""opennebula_vm_energy_joules_total never decreases: migrations, restarts, gaps."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from services.vm_exporter.energy import MAX_MARKS, VmEnergy, advance
+from services.vm_exporter.join import NOT_ON_HOST, UNKNOWN, Attribution
+from services.vm_exporter.pool import Vm
+from services.vm_exporter.readings import AGENT, SCAPHANDRE, VmReading
+
+VM = Vm(42, 3, 3, 0, "node1", None, None, 1, (), 0, -1.0)
+GAP = 50.0
+
+
+def _agent(host: int, energy: int, power: int | None = 1) -> Attribution:
+    return Attribution(power, VmReading(power, energy), (host, AGENT))
+
+
+def _run(steps, vm=VM):
+    """Advance through (time, attribution) steps; return the totals after each step."""
+    ledger, totals = {}, []
+    for at, attribution in steps:
+        ledger = advance(ledger, [vm], {vm.id: attribution}, at, GAP)
+        entry = ledger.get(vm.id)
+        totals.append(None if entry is None else entry.total_uj)
+    return totals
+
+
+def test_first_sight_is_a_baseline_then_deltas_accumulate():
+    assert _run([(0, _agent(0, 5_000)), (15, _agent(0, 8_000)), (30, _agent(0, 8_500))]) == [
+        0,
+        3_000,
+        3_500,
+    ]
+
+
+def test_agent_restart_resets_its_counter_without_losing_or_jumping():
+    totals = _run([(0, _agent(0, 5_000)), (15, _agent(0, 8_000)), (30, _agent(0, 700))])
+    assert totals == [0, 3_000, 3_700]  # the new counter's 700 uJ are energy since restart
+
+
+def test_migration_to_another_host_adds_the_new_counter_from_zero():
+    totals = _run(
+        [
+            (0, _agent(0, 10_000)),
+            (15, _agent(0, 12_000)),
+            (30, _agent(1, 900)),  # on host 1 now: its agent counted 900 uJ since arrival
+            (45, _agent(1, 2_900)),
+            (60, _agent(0, 12_500)),  # back on host 0, whose agent kept its counter
+        ]
+    )
+    assert totals == [0, 2_000, 2_900, 4_900, 5_400]
+
+
+def test_never_decreases_over_any_sequence():
+    steps = [(0, _agent(0, 10)), (1, _agent(0, 5)), (2, _agent(1, 3)), (3, UNKNOWN)]
+    steps += [(4, _agent(1, 1)), (5, NOT_ON_HOST), (6, _agent(0, 100)), (7, _agent(0, 0))]
+    totals = _run(steps)
+    assert all(b >= a for a, b in zip(totals, totals[1:], strict=False))
+
+
+def test_unknown_power_keeps_the_total_and_a_never_known_vm_has_no_series():
+    assert _run([(0, UNKNOWN), (15, UNKNOWN)]) == [None, None]
+    assert _run([(0, _agent(0, 10)), (15, UNKNOWN), (30, _agent(0, 50))]) == [0, 0, 40]
+
+
+def test_vm_first_known_while_host_was_down_takes_a_baseline_not_its_history():
+    # Agent down at start: the first counter seen may predate the exporter; it is not added.
+    assert _run([(0, UNKNOWN), (15, _agent(0, 10**12)), (30, _agent(0, 10**12 + 5))]) == [
+        None,
+        0,
+        5,
+    ]
+
+
+def test_new_vm_known_before_its_first_listing_gets_all_its_energy():
+    # Known as not drawing power (pending, booting), then listed: all of its counter is new.
+    assert _run([(0, NOT_ON_HOST), (15, _agent(0, 800))]) == [0, 800]
+
+
+def test_scaphandre_power_is_integrated_as_trapezoids():
+    def scaph(power):
+        return Attribution(power, VmReading(power, None), (0, SCAPHANDRE))
+
+    totals = _run([(0, scaph(1_000_000)), (10, scaph(3_000_000)), (20, scaph(3_000_000))])
+    assert totals == [0, 20_000_000, 50_000_000]  # uW x s = uJ
+
+
+def test_scaphandre_gap_longer_than_max_is_not_integrated():
+    def scaph(power):
+        return Attribution(power, VmReading(power, None), (0, SCAPHANDRE))
+
+    totals = _run(
+        [(0, scaph(1_000_000)), (GAP + 1, scaph(1_000_000)), (GAP + 11, scaph(1_000_000))]
+    )
+    assert totals == [0, 0, 10_000_000]
+
+
+def test_vms_that_leave_the_pool_are_dropped():
+    ledger = advance({}, [VM], {42: _agent(0, 1)}, 0, GAP)
+    assert 42 in ledger
+    assert advance(ledger, [], {}, 15, GAP) == {}
+
+
+def test_marks_are_bounded():
+    ledger = {}
+    for host in range(MAX_MARKS + 5):
+        vm = dataclasses.replace(VM, host_id=host)
+        ledger = advance(ledger, [vm], {42: _agent(host, 10)}, host, GAP)
+    assert len(ledger[42].marks) == MAX_MARKS
+    assert ledger[42].total_uj == 10 * (MAX_MARKS + 4)
+
+
+def test_joules_conversion():
+    assert VmEnergy(2_500_000).joules() == 2.5
