@@ -12,9 +12,7 @@ from services.common.config import Listen, ServiceConfig, option
 class RaplConfig(ServiceConfig):
     """Flags of one-rapl-agent."""
 
-    listen: Listen = option(
-        Listen("0.0.0.0", 8080), "address to listen on, HOST:PORT", metavar="HOST:PORT"
-    )
+    listen: Listen = option(Listen("0.0.0.0", 8080), "address to listen on", metavar="HOST:PORT")
     powercap_root: Path = option(
         Path("/sys/class/powercap"), "powercap class directory holding the RAPL zones"
     )

@@ -331,8 +331,9 @@ class SimHypervisor:
             elif how == "empty":
                 _write_atomic(path, "")
             elif how == "denied":
-                # Mode 0400 as on kernels >= 5.10; only root (with CAP_DAC_*) can read it.
-                _write_atomic(path, f"{value}\n", 0o400)
+                # Kernels >= 5.10 make energy_uj root-only (0400). The tests run as root, so
+                # mode 0 stands in: only CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH can read it.
+                _write_atomic(path, f"{value}\n", 0o000)
             elif how == "missing":
                 path.unlink(missing_ok=True)
 
