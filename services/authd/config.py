@@ -20,9 +20,7 @@ MIN_MAX_ITERATIONS = 100
 class AuthdConfig(ServiceConfig):
     """What `one-authd` (server mode) is told on the command line or in `--config`."""
 
-    listen: Listen = option(
-        Listen("127.0.0.1", 9932), "address to listen on, HOST:PORT", metavar="HOST:PORT"
-    )
+    listen: Listen = option(Listen("127.0.0.1", 9932), "address to listen on, HOST:PORT")
     revocation_file: Path | None = option(
         Path("/etc/one/auth/biscuit_revocations"),
         "revoked Biscuit revocation ids, one hex id per line; re-read within 2 s of a change; "

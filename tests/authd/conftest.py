@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,10 @@ from tests.helpers import ROOT, Service, free_port, http
 
 SHIM = ROOT / "services" / "authd" / "shim" / "authenticate"
 AUTHD = [sys.executable, "-m", "services.authd"]
+# oned runs drivers with systemd's default PATH: `#!/usr/bin/env python3` finds the system
+# Python there (a developer's pyenv shim in front of it would add ~100 ms per run).
+SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SHIM_PATH = SYSTEMD_PATH if shutil.which("python3", path=SYSTEMD_PATH) else os.environ["PATH"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +85,7 @@ def run_shim(
 ) -> subprocess.CompletedProcess:
     """Run the shim exactly as oned does: no arguments, AUTHN XML on stdin."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONE_COGNIT_")}
+    env["PATH"] = SHIM_PATH
     env["ONE_COGNIT_AUTHD_URL"] = url
     if timeout_env is not None:
         env["ONE_COGNIT_AUTHD_TIMEOUT"] = timeout_env

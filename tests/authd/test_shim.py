@@ -310,6 +310,69 @@ def test_garbage_from_authd_is_a_rejection(keys, mode, needle):
         server.server_close()
 
 
+@pytest.fixture
+def raw_server() -> Iterator:
+    """A socket server that reads the request, sends fixed bytes and closes."""
+    servers = []
+
+    def start(reply: bytes) -> str:
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                conn.sendall(reply)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{server.getsockname()[1]}"
+
+    yield start
+    for server, thread in servers:
+        server.close()
+        thread.join(5)
+
+
+def test_chunked_answer_is_understood(raw_server, keys):
+    body = b'{"driver": "biscuit", "username": "alice", "password": "KEY"}'
+    chunks = (body[:20], body[20:], b"")
+    reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"".join(
+        b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks
+    )
+    url = raw_server(reply)
+    accepted(run_shim(authn_xml("alice", keys.hex, expiring(keys)), url), "alice", "KEY")
+
+
+@pytest.mark.parametrize(
+    "reply, needle",
+    [
+        (b"hello\n", "not HTTP"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not HTTP"),
+        (b"", "closed the connection without answering"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{}", "cut short"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "broken chunked"),
+        (b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 70000, "over 65536 bytes"),
+    ],
+)
+def test_broken_http_from_authd_is_a_rejection(raw_server, keys, reply, needle):
+    url = raw_server(reply)
+    rejected(run_shim(authn_xml("alice", keys.hex, expiring(keys)), url), needle)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://127.0.0.1:9932", "127.0.0.1:9932", "http://127.0.0.1:notaport", "http://"]
+)
+def test_unusable_authd_url_is_refused(keys, url):
+    rejected(run_shim(authn_xml("alice", keys.hex, "t"), url), "ONE_COGNIT_AUTHD_URL must be")
+
+
 @pytest.mark.parametrize(
     "stdin, needle",
     [
