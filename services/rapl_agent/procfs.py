@@ -25,7 +25,7 @@ from .procstat import (
     parse_uptime,
 )
 from .snapshot import ProcInfo
-from .vms import vm_from_cmdline
+from .vms import helper_owner, vm_from_cmdline
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _MAX_CMDLINE_BYTES = 256 * 1024
@@ -116,14 +116,22 @@ class ProcReader:
         infos: dict[int, ProcInfo] = {}
         fds = self._fds
         cached = self._infos
-        listed = set()
+        pread = os.pread
+        # The hot loop: one pread per process while its fd is held, everything else cached.
         for name in names:
             if not name.isdigit():
                 continue
-            listed.add(name)
-            data = self._read_stat(name)
+            fd = fds.get(name)
+            data = b""
+            if fd is not None:
+                try:
+                    data = pread(fd, 4096, 0)
+                except OSError:
+                    pass
             if not data:
-                continue
+                data = self._reopen(name)
+                if not data:
+                    continue
             try:
                 stat = parse_pid_stat(data)
             except ValueError:
@@ -136,27 +144,21 @@ class ProcReader:
                     continue
             times[pid] = (stat.starttime, stat.jiffies)
             infos[pid] = info
-        for name in [n for n in fds if n not in listed]:
+        for name in fds.keys() - set(names):
             os.close(fds.pop(name))
         self._infos = infos
         return times, infos
 
-    def _read_stat(self, name: str) -> bytes | None:
-        fd = self._fds.get(name)
-        if fd is not None:
-            try:
-                data = os.pread(fd, 4096, 0)
-                if data:
-                    return data
-            except OSError:
-                pass
-            # The process behind the held fd is gone (perhaps its pid was reused): reopen.
-            os.close(self._fds.pop(name))
-        path = f"{self.root}/{name}/stat"
+    def _reopen(self, name: str) -> bytes:
+        """Open a process's stat afresh (new, or its held fd went stale); hold it if we can."""
+        stale = self._fds.pop(name, None)
+        if stale is not None:
+            # The process behind the held fd is gone (its pid may be reused): ESRCH or empty.
+            os.close(stale)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(f"{self.root}/{name}/stat", os.O_RDONLY)
         except OSError:
-            return None
+            return b""
         try:
             data = os.pread(fd, 4096, 0)
         except OSError:
@@ -178,7 +180,7 @@ class ProcReader:
         cmdline = "".join(argv)[: self.max_cmdline]
         vm = vm_from_cmdline(argv)
         labels = process_labels(pid, comm, cmdline, vm.name if vm else None)
-        return ProcInfo(pid, starttime, comm, cmdline, vm, labels)
+        return ProcInfo(pid, starttime, comm, cmdline, vm, labels, helper_owner(comm))
 
     def close(self) -> None:
         """Close every held file descriptor."""

@@ -28,6 +28,7 @@ class ProcInfo:
     cmdline: str  # argv joined with no separator, cut at --max-cmdline (Scaphandre's label)
     vm: VmIdentity | None
     labels: str  # the rendered `{cmdline=...,exe=...,pid=...}` block of its metric line
+    helper_of: int | None = None  # the QEMU pid a helper thread works for (vhost-<pid>...)
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,11 @@ def advance(carry: Carry | None, reading: Reading, topology: Topology) -> Step:
             deltas = jiffy_deltas(previous.times, reading.times, previous.uptime_ticks)
             proc_power = split(host_power, deltas, busy)
 
-    groups = group_vms((pid, info.comm, info.vm) for pid, info in reading.infos.items())
+    groups = group_vms(
+        (pid, info.comm, info.vm)
+        for pid, info in reading.infos.items()
+        if info.vm is not None or info.helper_of is not None
+    )
     vm_power: dict[int, int] = {}
     if proc_power is not None:
         # A VM whose QEMU process has no baseline yet has no power this interval (not zero).
