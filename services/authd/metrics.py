@@ -60,8 +60,13 @@ class AuthdCollector(Collector):
         yield file_ok
         yield CounterMetricFamily(
             f"{PREFIX}_revocation_reloads",
-            "Times the revocation file was (re)read after a change",
+            "Times the revocation list changed (the file was changed, created or removed)",
             value=state.reloads,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_revocation_reload_timestamp_seconds",
+            "Unix time of the last revocation list change (0 before the first)",
+            value=state.loaded_at,
         )
 
         pool = self._pool

@@ -173,7 +173,7 @@ class VerifierPool:
             try:
                 await self._spawn()
                 return
-            except (OSError, RuntimeError) as exc:
+            except Exception as exc:  # keep trying: without workers every login fails
                 delay = min(max(delay * 2, 0.5), 10.0)
                 log.error("cannot start a verifier worker: %s; retrying in %.1f s", exc, delay)
 
@@ -185,13 +185,13 @@ class VerifierPool:
         self._respawn_later()
 
     async def _acquire(self) -> _Worker:
-        deadline = asyncio.get_running_loop().time() + self.acquire_timeout
-        while True:
-            remaining = deadline - asyncio.get_running_loop().time()
-            worker = await asyncio.wait_for(self._idle.get(), max(remaining, 0.001))
-            if worker.running:
-                return worker
-            self._retire(worker, "crashed")
+        # asyncio.timeout, not wait_for: a worker handed over as the timeout fires stays queued.
+        async with asyncio.timeout(self.acquire_timeout):
+            while True:
+                worker = await self._idle.get()
+                if worker.running:
+                    return worker
+                self._retire(worker, "crashed")
 
     async def verify(self, token: str, key: bytes, username: str) -> Verdict:
         """Verify in a worker; limits and crashes become verdicts, never exceptions."""

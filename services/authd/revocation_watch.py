@@ -82,13 +82,16 @@ class RevocationWatcher:
             text = await asyncio.to_thread(self.path.read_text, encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
-            log.error(
-                "cannot read revocation file %s: %s; keeping the %d ids loaded before",
-                self.path,
-                reason,
-                len(self.state.revocations.ids),
-            )
-            self._set(dataclasses.replace(self.state, status="error", error=reason))
+            # Retry at every poll (the cause may go away without the file changing); log once.
+            self._seen = object()
+            if self.state.status != "error" or self.state.error != reason:
+                log.error(
+                    "cannot read revocation file %s: %s; keeping the %d ids loaded before",
+                    self.path,
+                    reason,
+                    len(self.state.revocations.ids),
+                )
+                self._set(dataclasses.replace(self.state, status="error", error=reason))
             return
         revocations = parse_revocations(text)
         if revocations.bad_lines:
