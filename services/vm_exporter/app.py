@@ -39,8 +39,12 @@ def _refreshing(
     """Cleanup context: the oned and agent sessions and the refresh task, for the app's life."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        # One connection pool per kind: the agents' is bounded by --agent-concurrency.
-        oned_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4))
+        # One connection pool per kind: the agents' is bounded by --agent-concurrency. oned
+        # gets a fresh connection per call, as OpenNebula's own clients do: two calls per
+        # refresh gain nothing from keep-alive, and a stale kept connection would fail a call.
+        oned_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=4, force_close=True)
+        )
         agents_session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
                 limit=config.agent_concurrency, ttl_dns_cache=300, force_close=False
