@@ -60,7 +60,7 @@ def test_command_is_a_console_script_with_listed_flags(name):
     if "--listen" in args:
         listen = parse_listen(args[args.index("--listen") + 1])
     else:
-        match = re.search(r"--listen HOST:PORT\s.*?\(default: (\S+)\)", help_text, re.S)
+        match = re.search(r"--listen HOST:PORT\s.*?\(default:\s+(\S+?)\)", help_text, re.S)
         if match:
             listen = parse_listen(match.group(1))
     if listen is not None:
