@@ -35,7 +35,13 @@ def build_fleet(config: SimConfig) -> Fleet:
     """The fleet the flags ask for; FleetError explains a bad --fleet file."""
     if config.fleet is not None:
         return load_fleet(config.fleet, config.host_ip_base)
-    return generate_fleet(config.hosts, config.vms_per_host, config.seed, config.host_ip_base)
+    return generate_fleet(
+        config.hosts,
+        config.vms_per_host,
+        config.seed,
+        config.host_ip_base,
+        config.poweroff_fraction,
+    )
 
 
 def build_cloud(config: SimConfig) -> Cloud:

@@ -8,6 +8,7 @@ oned's hook manager publishes it. No I/O here: the hook runner and the hyperviso
 
 from __future__ import annotations
 
+import bisect
 import collections
 import hashlib
 import time
@@ -229,7 +230,8 @@ class Cloud:
             )
         )
         if vm.id not in host.vms:
-            host.vms.append(vm.id)
+            # oned keeps a host's VMS as a std::set: sorted, no duplicates
+            bisect.insort(host.vms, vm.id)
         host.invalidate()
 
     def _close_history(self, vm: Vm, action: str, leave_host: bool) -> None:

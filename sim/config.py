@@ -31,6 +31,9 @@ class SimConfig(ServiceConfig):
     hosts: int = option(3, "number of generated hosts (ignored with --fleet)")
     vms_per_host: int = option(3, "generated VMs per host (ignored with --fleet)")
     seed: int = option(0, "random seed of the generated fleet (same seed, same fleet)")
+    poweroff_fraction: float = option(
+        0.0, "share of generated VMs left POWEROFF instead of RUNNING", metavar="FRACTION"
+    )
     fleet: Path | None = option(
         None, "YAML file with explicit hosts, VMs and users", metavar="FILE"
     )
@@ -73,6 +76,8 @@ class SimConfig(ServiceConfig):
             raise ValueError(
                 f"--host-ip-base {self.host_ip_base} leaves no room for {self.hosts} hosts"
             )
+        if not 0.0 <= self.poweroff_fraction <= 1.0:
+            raise ValueError("--poweroff-fraction must be between 0 and 1")
         if self.hook_timeout <= 0:
             raise ValueError("--hook-timeout must be > 0")
         if self.max_energy_range_uj <= 0:

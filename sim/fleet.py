@@ -96,8 +96,13 @@ def host_address(base: str, index: int) -> str:
     return str(ipaddress.IPv4Address(base) + index)
 
 
-def generate_fleet(hosts: int, vms_per_host: int, seed: int, host_ip_base: str) -> Fleet:
-    """A fleet whose every attribute follows from the seed (same seed, same fleet)."""
+def generate_fleet(
+    hosts: int, vms_per_host: int, seed: int, host_ip_base: str, poweroff_fraction: float = 0.0
+) -> Fleet:
+    """A fleet whose every attribute follows from the seed (same seed, same fleet).
+
+    Every VM runs, except about `poweroff_fraction` of them, left powered off.
+    """
     rng = random.Random(seed)
     width = max(2, len(str(hosts)))
     host_specs = []
@@ -114,14 +119,13 @@ def generate_fleet(hosts: int, vms_per_host: int, seed: int, host_ip_base: str) 
     vm_id = 0
     for host in host_specs:
         for _ in range(vms_per_host):
-            vm_specs.append(_generated_vm(rng, vm_id, host.name))
+            vm_specs.append(_generated_vm(rng, vm_id, host.name, poweroff_fraction))
             vm_id += 1
     return Fleet(host_specs, vm_specs)
 
 
-def _generated_vm(rng: random.Random, vm_id: int, host: str) -> VmSpec:
-    draw = rng.random()
-    state = "poweroff" if draw < 0.06 else "suspended" if draw < 0.08 else "running"
+def _generated_vm(rng: random.Random, vm_id: int, host: str, poweroff: float) -> VmSpec:
+    state = "poweroff" if rng.random() < poweroff else "running"
     ip = str(ipaddress.IPv4Address("10.0.0.10") + vm_id)
     ip6 = f"fd00:1::{vm_id + 10:x}" if rng.random() < 0.4 else ""
     nics = [NicSpec(ip=ip, ip6=ip6)]

@@ -89,7 +89,9 @@ class HookRunner:
                 stdin = params.encode()
             elif params:
                 argv += params.split(" ")
-            shown = " ".join(argv[:1] + (["<stdin>"] if stdin is not None else argv[1:2]))
+            shown = f"{argv[0]} with {len(params)} bytes of arguments" + (
+                " on stdin" if stdin is not None else ""
+            )
             stdout, stderr, code, timed_out = await self._execute(argv, stdin, self._timeout(hook))
             record = self.cloud.record_execution(
                 hook,
@@ -129,15 +131,29 @@ class HookRunner:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
-                stdin=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
             )
         except OSError as exc:
             return "", f"Internal error {exc.strerror or exc} - {argv[0]}", 255, False
+
+        async def feed() -> None:
+            if proc.stdin is None:
+                return
+            try:
+                proc.stdin.write(stdin or b"")
+                await proc.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError, RuntimeError):
+                pass  # the hook exited without reading its stdin, as onehem tolerates
+            finally:
+                proc.stdin.close()
+
+        assert proc.stdout is not None and proc.stderr is not None
+        run = asyncio.gather(feed(), proc.stdout.read(), proc.stderr.read(), proc.wait())
         try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin or b""), timeout)
+            _, out, err, _ = await asyncio.wait_for(run, timeout)
         except TimeoutError:
             self._kill_group(proc.pid, signal.SIGTERM)
             try:
