@@ -11,7 +11,7 @@ from services.common.config import Listen, ServiceConfig, option
 MAX_BURNERS = 256
 
 
-def _ipv4(text: object) -> str:
+def parse_ipv4(text: object) -> str:
     try:
         return str(ipaddress.IPv4Address(str(text).strip()))
     except ValueError:
@@ -44,7 +44,7 @@ class SimConfig(ServiceConfig):
         "127.0.1.1",
         "TEMPLATE/HOSTNAME of the first generated host; host N gets base+N-1, so each "
         "simulated host has its own loopback address for its agents",
-        parse=_ipv4,
+        parse=parse_ipv4,
         metavar="IPV4",
     )
     hypervisors: Path | None = option(

@@ -1,7 +1,424 @@
-"""`one-cognit demo` / `make demo`: not built yet (issue 3)."""
+"""`make demo` / `one-cognit demo`: the whole stack on the simulator, with live per-VM power.
+
+Starts the simulator with simulated hypervisors, then every service that is built (a service
+whose `--help` does not say "not built yet"), each wired the way it would be on a real cloud:
+one rapl_agent per host on the host's own loopback address, reading that host's powercap tree
+and /proc view; vm_exporter against the simulated oned; authd. Then it redraws a table of VM
+power and energy every few seconds. Ctrl-C (or SIGTERM, or `--duration`) stops everything.
+
+Adding a service to the demo is one `DemoService` entry in `SERVICES`.
+"""
 
 from __future__ import annotations
 
-from services.common.runner import not_built
+import contextlib
+import ctypes
+import dataclasses
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-main = not_built("one-cognit demo", "issue 3")
+from services.common.config import Listen, ServiceConfig, fail, load_config, option
+from services.common.errors import ConfigError
+
+from .config import parse_ipv4
+from .demo_table import readings_from_agents, readings_from_exporter, render, vm_rows
+
+PROG = "one-cognit demo"
+SESSION = "oneadmin:opennebula"
+PR_SET_PDEATHSIG = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig(ServiceConfig):
+    """Flags of `one-cognit demo`."""
+
+    listen: Listen = option(Listen("127.0.0.1", 2633), "simulated oned XML-RPC address")
+    control_listen: Listen = option(Listen("127.0.0.1", 2634), "simulator control API address")
+    hosts: int = option(3, "simulated hosts")
+    vms_per_host: int = option(3, "VMs per simulated host")
+    seed: int = option(0, "fleet seed")
+    host_ip_base: str = option(
+        "127.0.1.1", "loopback address of the first host's agents", parse=parse_ipv4, metavar="IPV4"
+    )
+    agent_port: int = option(8080, "port of every host's rapl_agent (on the host's address)")
+    exporter_listen: Listen = option(Listen("127.0.0.1", 9925), "vm_exporter address")
+    authd_listen: Listen = option(Listen("127.0.0.1", 9932), "authd address")
+    refresh: float = option(3.0, "seconds between table refreshes", metavar="SECONDS")
+    duration: float = option(0.0, "stop after this many seconds (0: until Ctrl-C)", metavar="S")
+    workdir: Path | None = option(
+        None, "keep hypervisor trees and logs here (default: a temporary directory, removed)"
+    )
+
+    def __post_init__(self) -> None:
+        if self.hosts < 1 or self.vms_per_host < 0:
+            raise ValueError("--hosts must be >= 1 and --vms-per-host >= 0")
+        if self.hosts * self.vms_per_host > 64:
+            raise ValueError("the demo burns real CPU per VM: keep hosts x vms-per-host <= 64")
+        if self.refresh <= 0 or self.duration < 0:
+            raise ValueError("--refresh must be > 0 and --duration >= 0")
+        if not 0 < self.agent_port < 65536:
+            raise ValueError("--agent-port must be 1-65535")
+
+
+@dataclasses.dataclass(frozen=True)
+class Instance:
+    """One process of a service: its label, command line, health URL and URLs to show."""
+
+    label: str
+    argv: list[str]
+    health: str
+    urls: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What the service entries need to build their command lines."""
+
+    config: DemoConfig
+    workdir: Path
+    one_auth: Path
+    rpc_url: str
+    hosts: list[dict[str, Any]]
+
+
+def _module(name: str) -> list[str]:
+    return [sys.executable, "-m", f"services.{name}"]
+
+
+def rapl_agents(ctx: Context) -> list[Instance]:
+    """One agent per simulated host, on the host's address, reading that host's trees."""
+    out = []
+    for host in ctx.hosts:
+        base = f"http://{host['hostname']}:{ctx.config.agent_port}"
+        out.append(
+            Instance(
+                f"rapl_agent {host['host']}",
+                _module("rapl_agent")
+                + [
+                    "--listen",
+                    f"{host['hostname']}:{ctx.config.agent_port}",
+                    "--powercap-root",
+                    host["powercap_root"],
+                    "--proc-root",
+                    host["proc_root"],
+                    "--interval",
+                    "2",
+                ],  # fmt: skip
+                f"{base}/healthz",
+                [f"{base}/metrics", f"{base}/api/v1/vms"],
+            )
+        )
+    return out
+
+
+def vm_exporter(ctx: Context) -> list[Instance]:
+    listen = ctx.config.exporter_listen
+    base = f"http://{listen}"
+    return [
+        Instance(
+            "vm_exporter",
+            _module("vm_exporter")
+            + [
+                "--listen",
+                str(listen),
+                "--one-xmlrpc",
+                ctx.rpc_url,
+                "--one-auth",
+                str(ctx.one_auth),
+                "--agent-port",
+                str(ctx.config.agent_port),
+                "--refresh-interval",
+                "3",
+            ],  # fmt: skip
+            f"{base}/healthz",
+            [f"{base}/metrics"],
+        )
+    ]
+
+
+def authd(ctx: Context) -> list[Instance]:
+    listen = ctx.config.authd_listen
+    return [
+        Instance(
+            "authd",
+            _module("authd")
+            + ["--listen", str(listen), "--revocation-file", str(ctx.workdir / "revoked")],
+            f"http://{listen}/healthz",
+            [f"http://{listen}/healthz  (POST /v1/authenticate)"],
+        )
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoService:
+    """A service of the product and how the demo starts it."""
+
+    name: str
+    instances: Callable[[Context], list[Instance]]
+
+
+# The demo starts, in this order, every service here that is built.
+SERVICES: tuple[DemoService, ...] = (
+    DemoService("rapl_agent", rapl_agents),
+    DemoService("vm_exporter", vm_exporter),
+    DemoService("authd", authd),
+)
+
+
+def is_built(name: str) -> bool:
+    """A built service answers --help without saying it is not built yet."""
+    try:
+        result = subprocess.run(
+            [*_module(name), "--help"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0 and "not built yet" not in result.stdout
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the demo itself dies without cleaning up."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Processes:
+    """The demo's children; stopped in reverse order, SIGKILL after 5 s."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.running: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, label: str, argv: Sequence[str]) -> subprocess.Popen:
+        log = (self.logs / (label.replace(" ", "-") + ".log")).open("wb")
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,  # the demo is single-threaded here
+        )
+        log.close()
+        self.running.append((label, proc))
+        return proc
+
+    def log_tail(self, label: str, lines: int = 5) -> str:
+        path = self.logs / (label.replace(" ", "-") + ".log")
+        try:
+            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop_all(self) -> None:
+        for _, proc in reversed(self.running):
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 5.0
+        for _, proc in reversed(self.running):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.running.clear()
+
+
+def _get(url: str, timeout: float = 2.0) -> bytes | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.read()
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+
+
+def _get_json(url: str, timeout: float = 2.0) -> Any:
+    body = _get(url, timeout)
+    if body is None:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float, stop: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stop():
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=1.0):
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answers, even if degraded
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.1)
+    return False
+
+
+class Demo:
+    """Runs the stack and the table until told to stop."""
+
+    def __init__(self, config: DemoConfig) -> None:
+        self.config = config
+        self.keep = config.workdir is not None
+        self.workdir = Path(config.workdir or tempfile.mkdtemp(prefix="one-cognit-demo-"))
+        self.logs = self.workdir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.procs = Processes(self.logs)
+        self.stopping = False
+        self.control = f"http://{config.control_listen}"
+        self.rpc_url = f"http://{config.listen}/RPC2"
+        self.exporter: str | None = None
+        self.agents: dict[str, str] = {}
+        self.header: list[str] = []
+
+    def request_stop(self, *_: object) -> None:
+        self.stopping = True
+
+    def start_sim(self) -> None:
+        c = self.config
+        argv = [
+            sys.executable, "-m", "sim",
+            "--listen", str(c.listen), "--control-listen", str(c.control_listen),
+            "--hosts", str(c.hosts), "--vms-per-host", str(c.vms_per_host),
+            "--seed", str(c.seed), "--host-ip-base", c.host_ip_base,
+            "--hypervisors", str(self.workdir / "hypervisors"),
+            "--auth", SESSION, "--log-level", "warning",
+        ]  # fmt: skip
+        proc = self.procs.start("sim", argv)
+        if not _wait_http(self.control + "/healthz", proc, 60, lambda: self.stopping):
+            raise RuntimeError("the simulator did not start:\n" + self.procs.log_tail("sim", 10))
+
+    def start_services(self) -> None:
+        hosts = (_get_json(self.control + "/v1/hypervisors") or {}).get("hypervisors", [])
+        one_auth = self.workdir / "one_auth"
+        one_auth.write_text(SESSION + "\n")
+        one_auth.chmod(0o600)
+        ctx = Context(self.config, self.workdir, one_auth, self.rpc_url, hosts)
+        self.header = [
+            f"{PROG}: {len(hosts)} simulated hosts, "
+            f"{self.config.hosts * self.config.vms_per_host} VMs",
+            f"  oned (simulated)    {self.rpc_url}  session {SESSION}",
+            f"  simulator control   {self.control}/v1/vms   "
+            f"(e.g. curl -X POST {self.control}/v1/vms/0/poweroff)",
+        ]
+        for service in SERVICES:
+            if self.stopping:
+                return
+            if not is_built(service.name):
+                self.header.append(f"  {service.name:<19} not built yet: skipped")
+                continue
+            for inst in service.instances(ctx):
+                proc = self.procs.start(inst.label, inst.argv)
+                if _wait_http(inst.health, proc, 30, lambda: self.stopping):
+                    self.header.append(f"  {inst.label:<19} {'  '.join(inst.urls)}")
+                    if service.name == "rapl_agent":
+                        host = inst.label.split(" ", 1)[1]
+                        self.agents[host] = inst.urls[1]
+                    elif service.name == "vm_exporter":
+                        self.exporter = inst.urls[0]
+                else:
+                    self.header.append(
+                        f"  {inst.label:<19} FAILED to start; log: {self.logs}: "
+                        + self.procs.log_tail(inst.label, 1)
+                    )
+        self.header.append(f"  logs                {self.logs}")
+        self.header.append("Ctrl-C stops everything.")
+        self.header.append("")
+
+    def frame(self) -> str:
+        vms = (_get_json(self.control + "/v1/vms") or {}).get("vms", [])
+        sim_hosts = (_get_json(self.control + "/v1/hypervisors") or {}).get("hypervisors", [])
+        payloads = {host: _get_json(url) for host, url in self.agents.items()}
+        agents = readings_from_agents(payloads)
+        exporter = None
+        source = "rapl_agent /api/v1/vms on each host"
+        if self.exporter:
+            text = _get(self.exporter)
+            if text is not None:
+                exporter = readings_from_exporter(text.decode(errors="replace"))
+                source = "vm_exporter /metrics (joined with the hosts' agents)"
+        if not self.agents and exporter is None:
+            source = "none (no power service is built)"
+        rows = vm_rows(vms, agents, exporter)
+        hosts = []
+        for h in sim_hosts:
+            reading = agents.get(h["host"])
+            hosts.append(
+                {
+                    "name": h["host"],
+                    "address": h["hostname"],
+                    "vms": len(h["vms"]),
+                    "measured_w": reading["host_w"] if reading else None,
+                    "model_w": h["power_w"],
+                }
+            )
+        stamp = time.strftime("%H:%M:%S")
+        return render(rows, hosts, f"{source}, at {stamp}", self.header)
+
+    def loop(self) -> None:
+        clear = sys.stdout.isatty()
+        started = time.monotonic()
+        while not self.stopping:
+            text = self.frame()
+            if clear:
+                sys.stdout.write("\x1b[H\x1b[2J")
+            sys.stdout.write(text + "\n\n")
+            sys.stdout.flush()
+            wake = time.monotonic() + self.config.refresh
+            while not self.stopping and time.monotonic() < wake:
+                if self.config.duration and time.monotonic() - started >= self.config.duration:
+                    self.stopping = True
+                    break
+                if self.procs.running and self.procs.running[0][1].poll() is not None:
+                    print(f"{PROG}: the simulator exited:\n" + self.procs.log_tail("sim", 10))
+                    self.stopping = True
+                    break
+                time.sleep(0.1)
+
+    def close(self) -> None:
+        self.procs.stop_all()
+        if not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Start everything, show the table until Ctrl-C / SIGTERM / --duration, stop everything."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config = load_config(
+            DemoConfig, args, prog=PROG, description=__doc__.splitlines()[0] if __doc__ else ""
+        )
+    except ConfigError as exc:
+        fail(PROG, str(exc))
+    demo = Demo(config)
+    signal.signal(signal.SIGINT, demo.request_stop)
+    signal.signal(signal.SIGTERM, demo.request_stop)
+    code = 0
+    try:
+        print(f"{PROG}: starting the simulator and the services (logs in {demo.logs})", flush=True)
+        demo.start_sim()
+        demo.start_services()
+        demo.loop()
+    except RuntimeError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        print(f"{PROG}: stopping everything", flush=True)
+        demo.close()
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

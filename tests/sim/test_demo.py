@@ -1,0 +1,183 @@
+"""`one-cognit demo`: the stack comes up, the table shows power, Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sim.demo import SERVICES, is_built
+from sim.demo_table import Reading, readings_from_agents, readings_from_exporter, render, vm_rows
+from tests.helpers import ROOT, free_port
+from tests.sim.conftest import wait_for
+
+ROW = re.compile(r"^\s+(\d+)\s+(\S+)\s+(kvm-\d+)\s+(\S+)\s+([\d.]+|\?)\s+([\d.]+|-|\?)$", re.M)
+
+
+def session_members(sid: int) -> list[int]:
+    """Every live process of session `sid` (the demo and all it started)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            out.append(int(entry.name))
+    return out
+
+
+def last_frame(text: str) -> list[tuple[str, ...]]:
+    frames = text.split("  VM  NAME")
+    return ROW.findall(frames[-1]) if len(frames) > 1 else []
+
+
+def test_demo_runs_the_stack_and_stops_everything_on_sigint(tmp_path):
+    base = f"127.0.{random.randint(100, 250)}.1"
+    ports = [free_port() for _ in range(4)]
+    out = tmp_path / "demo.out"
+    argv = [
+        sys.executable, "-m", "services.cli", "demo",
+        "--listen", f"127.0.0.1:{ports[0]}", "--control-listen", f"127.0.0.1:{ports[1]}",
+        "--exporter-listen", f"127.0.0.1:{ports[2]}", "--authd-listen", f"127.0.0.1:{ports[3]}",
+        "--host-ip-base", base, "--agent-port", str(free_port()), "--refresh", "1",
+        "--hosts", "2", "--vms-per-host", "2",
+    ]  # fmt: skip
+    with out.open("wb") as sink:
+        demo = subprocess.Popen(
+            argv, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
+    try:
+        if is_built("rapl_agent"):
+            rows = wait_for(
+                lambda: (
+                    [r for r in last_frame(out.read_text()) if r[4] != "?" and float(r[4]) > 0]
+                    if len(last_frame(out.read_text())) == 4
+                    else None
+                ),
+                timeout=60,
+                what="a table with power for every VM",
+            )
+            assert sorted(int(r[0]) for r in rows) == [0, 1, 2, 3]
+            assert {r[3] for r in rows} == {"RUNNING"}
+        text = out.read_text()
+        assert f"http://127.0.0.1:{ports[0]}/RPC2" in text
+        assert f"http://{base}:" in text  # the first host's agent, on its own address
+        workdir = re.search(r"logs in (\S+)/logs", text).group(1)
+        members = session_members(demo.pid)
+        assert len(members) > 3  # the demo, the simulator, agents, burners...
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(30) == 0
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+    wait_for(lambda: not session_members(demo.pid), timeout=10, what="no process left behind")
+    assert not Path(workdir).exists()
+    assert "stopping everything" in out.read_text()
+
+
+def test_demo_duration_flag_and_bad_flags(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "sim.demo", "--hosts", "100", "--vms-per-host", "100"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert result.returncode == 2 and "hosts x vms-per-host <= 64" in result.stderr
+    started = time.monotonic()
+    ports = [free_port() for _ in range(2)]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sim.demo",
+            "--duration",
+            "1",
+            "--refresh",
+            "0.5",
+            "--listen",
+            f"127.0.0.1:{ports[0]}",
+            "--control-listen",
+            f"127.0.0.1:{ports[1]}",
+            "--exporter-listen",
+            f"127.0.0.1:{free_port()}",
+            "--authd-listen",
+            f"127.0.0.1:{free_port()}",
+            "--host-ip-base",
+            f"127.0.{random.randint(100, 250)}.1",
+            "--agent-port",
+            str(free_port()),
+            "--hosts",
+            "1",
+            "--vms-per-host",
+            "1",
+            "--workdir",
+            str(tmp_path / "kept"),
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "stopping everything" in result.stdout
+    assert (tmp_path / "kept" / "logs" / "sim.log").exists()  # --workdir is kept
+    assert time.monotonic() - started < 100
+
+
+def test_only_built_services_are_started():
+    assert [s.name for s in SERVICES][:1] == ["rapl_agent"]
+    assert is_built("rapl_agent")
+    assert not is_built("no_such_service")
+
+
+def test_table_joins_agents_and_follows_spec_power_semantics():
+    vms = [
+        {"id": 0, "name": "a", "host": "h1", "state": "ACTIVE", "lcm_state": "RUNNING"},
+        {"id": 1, "name": "b", "host": "h1", "state": "POWEROFF", "lcm_state": "LCM_INIT"},
+        {"id": 2, "name": "c", "host": "h2", "state": "ACTIVE", "lcm_state": "RUNNING"},
+        {"id": 3, "name": "d", "host": "h1", "state": "ACTIVE", "lcm_state": "RUNNING"},
+        {"id": 4, "name": "e", "host": None, "state": "DONE", "lcm_state": "LCM_INIT"},
+    ]
+    agents = readings_from_agents(
+        {
+            "h1": {
+                "host": {"power_uw": 50_000_000, "energy_uj": 1},
+                "vms": [{"one_vm_id": 0, "power_uw": 2_500_000, "energy_uj": 7_000_000}],
+            },
+            "h2": None,  # did not answer
+        }
+    )
+    rows = {r.id: r for r in vm_rows(vms, agents)}
+    assert sorted(rows) == [0, 1, 2, 3]  # DONE VMs are gone
+    assert (rows[0].power, rows[0].energy) == ("2.50", "7.0")
+    assert (rows[1].power, rows[1].state) == ("0.00", "POWEROFF")  # not running: 0 W
+    assert rows[2].power == "?"  # agent unreachable: unknown, not zero
+    assert rows[3].power == "0.00"  # running but not listed by its agent
+    host = {"name": "h1", "address": "x", "vms": 2, "measured_w": 50.0, "model_w": 49.0}
+    text = render(list(rows.values()), [host], "agents")
+    assert "host h1 (x): 2 VM(s) running, agent 50.0 W, simulated model 49.0 W" in text
+
+
+def test_table_reads_the_exporter_metrics():
+    text = (
+        "# HELP opennebula_vm_power_consumption_uW Scaphandre power usage by the VM in uW\n"
+        "# TYPE opennebula_vm_power_consumption_uW gauge\n"
+        'opennebula_vm_power_consumption_uW{one_vm_id="3"} 1500000.0\n'
+        "# HELP opennebula_vm_energy_joules_total Energy\n"
+        "# TYPE opennebula_vm_energy_joules_total counter\n"
+        'opennebula_vm_energy_joules_total{one_vm_id="3"} 12.5\n'
+    )
+    assert readings_from_exporter(text) == {3: Reading(1.5, 12.5)}
+    vms = [{"id": 3, "name": "x", "host": "h", "state": "ACTIVE", "lcm_state": "RUNNING"}]
+    row = vm_rows(vms, exporter=readings_from_exporter(text))[0]
+    assert (row.power, row.energy) == ("1.50", "12.5")
