@@ -8,7 +8,7 @@ per-process CPU times) plus what was carried from the previous sample into a `Sn
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .attribution import aggregate, jiffy_deltas, split
@@ -133,6 +133,16 @@ class Step:
     notes: tuple[str, ...] = ()  # things worth a log line (implausible counter jumps)
 
 
+def _sum_or_none(values: Iterable[int | None]) -> int | None:
+    """The sum, or None when any part is unknown (unknown is not zero)."""
+    total = 0
+    for v in values:
+        if v is None:
+            return None
+        total += v
+    return total
+
+
 def advance(carry: Carry | None, reading: Reading, topology: Topology) -> Step:
     """The snapshot for `reading`, or None (keep the last one) when host figures are unreadable."""
     missing = [k for k in topology.host_keys if k not in reading.energy]
@@ -163,23 +173,15 @@ def advance(carry: Carry | None, reading: Reading, topology: Topology) -> Step:
                 power[zone.key] = power_uw(delta, reading.mono - before[1])
         base[zone.key] = (raw, reading.mono)
 
-    host_parts = [power.get(k) for k in topology.host_keys]
-    host_power = None if None in host_parts else sum(host_parts)  # type: ignore[arg-type]
+    host_power = _sum_or_none(power.get(k) for k in topology.host_keys)
     host_energy = sum(totals[k] for k in topology.host_keys)
 
     sockets = []
     for socket_id in topology.socket_ids:
-        keys = [z.key for z in topology.packages(socket_id) if z.key in totals]
-        if not keys:
-            continue
-        parts = [power.get(k) for k in keys]
-        sockets.append(
-            SocketFigures(
-                socket_id,
-                None if None in parts else sum(parts),  # type: ignore[arg-type]
-                sum(totals[k] for k in keys),
-            )
-        )
+        keys = [z.key for z in topology.packages(socket_id) if z.key in reading.energy]
+        if keys:
+            socket_power = _sum_or_none(power.get(k) for k in keys)
+            sockets.append(SocketFigures(socket_id, socket_power, sum(totals[k] for k in keys)))
     domains = tuple(
         ZoneFigures(z.key, z.kind, z.socket_id, z.domain_id, power.get(z.key), totals[z.key])
         for z in topology.domains()

@@ -219,3 +219,12 @@ def test_processes_claiming_more_than_busy_are_clamped():
     total = sum(uw for _, uw in second.snapshot.processes)
     assert total <= second.snapshot.host_power_uw
     assert total >= second.snapshot.host_power_uw * 0.99
+
+
+def test_with_psys_an_unreadable_package_drops_its_socket_not_the_host():
+    e0 = {"intel-rapl:0": 1_000_000, "intel-rapl:0:0": 0, "intel-rapl:0:1": 0, "intel-rapl:1": 0}
+    first = advance(None, reading("t0", e0, 100.0), CLIENT)
+    e1 = {"intel-rapl:0:0": 30_000_000, "intel-rapl:0:1": 2_000_000, "intel-rapl:1": 90_000_000}
+    second = advance(first.carry, reading("t1", e1, 102.0, {"intel-rapl:0": "x"}), CLIENT)
+    assert second.snapshot.host_power_uw == 45_000_000
+    assert second.snapshot.sockets == ()
