@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: venv
-	$(PY) -m services.cli demo
+	$(PY) -m services.cli demo $(DEMO_ARGS)
 
 # Debian's prometheus/promtool back the integration tests; installed when missing and root.
 prometheus:
