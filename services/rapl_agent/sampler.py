@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,9 +46,15 @@ class Sampler:
         self.procs = ProcReader(proc_root, max_cmdline)
         self.topology: Topology | None = None
         self.carry: Carry | None = None
+        # A sample still running in its thread when the app stops must finish before close().
+        self._lock = threading.Lock()
 
     def sample(self) -> SampleResult:
         """Read everything once and compute the next snapshot; never raises on bad input."""
+        with self._lock:
+            return self._sample()
+
+    def _sample(self) -> SampleResult:
         started = time.perf_counter()
         failures: dict[str, str] = {}
         if self.topology is None or not self.topology.zones:
@@ -94,4 +101,6 @@ class Sampler:
         return SampleResult(step.snapshot, failures, step.notes, duration, sources)
 
     def close(self) -> None:
-        self.procs.close()
+        """Release the held /proc file descriptors (after any sample in flight)."""
+        with self._lock:
+            self.procs.close()
