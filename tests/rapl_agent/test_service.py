@@ -7,9 +7,10 @@ import time
 
 import pytest
 
+from services.rapl_agent.__main__ import main
 from sim.hypervisor import SimHypervisor
 from sim.hypervisor.power_model import CORE_SHARE, PACKAGE_SHARE, PSYS_SOCKET_SHARE, UNCORE_SHARE
-from tests.helpers import Service, free_port, http, run
+from tests.helpers import VENV_BIN, Service, free_port, http, run
 from tests.rapl_agent.live import (
     Agent,
     agent_argv,
@@ -157,6 +158,7 @@ def test_vms_json_is_the_spec_shape(host, agent):
 
 def test_vm_power_is_qemu_plus_helpers(host, agent):
     hv, big, small = host
+    agent.snapshots(2)  # past the first sample, which has no power
     for _ in range(20):
         fams = agent.metrics()
         status, body = agent.json("/api/v1/vms")
@@ -264,10 +266,19 @@ def test_http_errors_and_graceful_stop(tmp_path, start_agent):
         (["--bogus"], "unrecognized arguments"),
     ],
 )
-def test_bad_flags_exit_2_with_one_line(args, message):
-    result = run([*agent_argv("/x", "/y")[0][:3], *args])
+def test_bad_flags_exit_2_with_one_line(args, message, capsys):
+    # In-process main() for speed; the exit path is the console script's own.
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_flag_from_the_console_script():
+    result = run([str(VENV_BIN / "one-rapl-agent"), "--interval", "-3"])
     assert result.returncode == 2
-    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("one-rapl-agent: error: --interval must be between")
 
 
 def test_help_lists_every_flag_with_its_default():
