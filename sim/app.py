@@ -17,6 +17,7 @@ from aiohttp import web
 
 from services.common.errors import ConfigError
 
+from .auth import Authenticator
 from .cloud import Cloud
 from .config import MAX_BURNERS, SimConfig
 from .control import create_control_app
@@ -76,7 +77,7 @@ def create_rpc_app(api: OnedApi, after_change: Callable[[], Awaitable[None]]) ->
     async def rpc(request: web.Request) -> web.Response:
         before = api.cloud.changes
         body = await request.read()
-        reply = api.handle(body)
+        reply = await api.handle(body)
         if api.cloud.changes != before:
             await after_change()
         return web.Response(body=reply, content_type="text/xml", charset="utf-8")
@@ -91,7 +92,8 @@ class Simulator:
     def __init__(self, config: SimConfig, cloud: Cloud) -> None:
         self.config = config
         self.cloud = cloud
-        self.api = OnedApi(cloud, config.one_version)
+        authenticator = Authenticator(cloud, config.auth_driver_dir, config.session_expiration)
+        self.api = OnedApi(cloud, config.one_version, authenticator)
         self.hooks: HookRunner | None = None
         self.hypervisors: Hypervisors | None = None
         self._runners: list[web.AppRunner] = []

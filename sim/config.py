@@ -53,6 +53,14 @@ class SimConfig(ServiceConfig):
         "under DIR/<host name>/ and a QEMU-like process per RUNNING VM",
         metavar="DIR",
     )
+    auth_driver_dir: Path = option(
+        Path("/var/lib/one/remotes/auth"),
+        "auth drivers: users whose AUTH_DRIVER is not core are checked by "
+        "DIR/<driver>/authenticate",
+    )
+    session_expiration: float = option(
+        900.0, "seconds a driver-accepted session stays valid (SESSION_EXPIRATION_TIME)"
+    )
     hook_dir: Path = option(
         Path("/var/lib/one/remotes/hooks"), "base directory of hook COMMANDs that are not absolute"
     )
@@ -78,6 +86,8 @@ class SimConfig(ServiceConfig):
             )
         if not 0.0 <= self.poweroff_fraction <= 1.0:
             raise ValueError("--poweroff-fraction must be between 0 and 1")
+        if self.session_expiration < 0:
+            raise ValueError("--session-expiration must be >= 0")
         if self.hook_timeout <= 0:
             raise ValueError("--hook-timeout must be > 0")
         if self.max_energy_range_uj <= 0:

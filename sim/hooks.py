@@ -4,8 +4,9 @@ For each state change a hook waits for, COMMAND runs (relative paths under `--ho
 onehem prefixes its hook base path) with ARGUMENTS split on blanks and `$TEMPLATE` replaced by
 the base64 of the object's XML; with ARGUMENTS_STDIN=yes the arguments go to stdin instead.
 TIMEOUT (seconds, else `--hook-timeout`) kills the command's process group; like
-CommandManager the record then says "Timeout executing ..." with code 255. No retries: a
-failing hook is only recorded and logged. At most 10 hooks run at once (onehem's concurrency).
+CommandManager the record then says "Timeout executing ..." with code 255 (`commands.py`).
+No retries: a failing hook is only recorded and logged. At most 10 hooks run at once
+(onehem's concurrency).
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import os
 import shlex
-import signal
 from pathlib import Path
 
 from .cloud import Cloud
+from .commands import CommandResult, run_command
 from .model import Hook, StateEvent
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,12 @@ class HookRunner:
             shown = f"{argv[0]} with {len(params)} bytes of arguments" + (
                 " on stdin" if stdin is not None else ""
             )
-            stdout, stderr, code, timed_out = await self._execute(argv, stdin, self._timeout(hook))
+            try:
+                result = await run_command(argv, stdin, self._timeout(hook))
+            except Exception as exc:  # recorded, never lost: oned only logs failed hooks
+                log.exception("hook %s (%s) could not run", hook.id, hook.name)
+                result = CommandResult("", f"Internal error {exc}", 255)
+            stdout, stderr, code = result.stdout, result.stderr, result.code
             record = self.cloud.record_execution(
                 hook,
                 event,
@@ -101,7 +106,7 @@ class HookRunner:
                 stdout=stdout,
                 stderr=stderr,
                 code=code,
-                timed_out=timed_out,
+                timed_out=result.timed_out,
             )
             if code == 0:
                 log.info(
@@ -122,59 +127,6 @@ class HookRunner:
                     record.code,
                     stderr.strip().splitlines()[-1] if stderr.strip() else "no stderr",
                 )
-
-    async def _execute(
-        self, argv: list[str], stdin: bytes | None, timeout: float
-    ) -> tuple[str, str, int, bool]:
-        """Run one command in its own process group; (stdout, stderr, code, timed_out)."""
-        command = " ".join(argv)
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            return "", f"Internal error {exc.strerror or exc} - {argv[0]}", 255, False
-
-        async def feed() -> None:
-            if proc.stdin is None:
-                return
-            try:
-                proc.stdin.write(stdin or b"")
-                await proc.stdin.drain()
-            except (BrokenPipeError, ConnectionResetError, RuntimeError):
-                pass  # the hook exited without reading its stdin, as onehem tolerates
-            finally:
-                proc.stdin.close()
-
-        assert proc.stdout is not None and proc.stderr is not None
-        run = asyncio.gather(feed(), proc.stdout.read(), proc.stderr.read(), proc.wait())
-        try:
-            _, out, err, _ = await asyncio.wait_for(run, timeout)
-        except TimeoutError:
-            self._kill_group(proc.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 2.0)
-            except TimeoutError:
-                self._kill_group(proc.pid, signal.SIGKILL)
-                await proc.wait()
-            return "", f"Timeout executing {command}", 255, True
-        except asyncio.CancelledError:
-            self._kill_group(proc.pid, signal.SIGKILL)
-            await proc.wait()
-            raise
-        code = proc.returncode if proc.returncode is not None and proc.returncode >= 0 else 255
-        return out.decode(errors="replace"), err.decode(errors="replace"), code, False
-
-    @staticmethod
-    def _kill_group(pid: int, sig: int) -> None:
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            pass
 
     async def close(self, grace: float = 3.0) -> None:
         """Let running hooks finish for `grace` seconds, then kill what is left."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import xmlrpc.client
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from xml.parsers.expat import ExpatError
@@ -127,15 +127,24 @@ def fault_response(code: int, message: str) -> bytes:
 Handler = Callable[["OnedApi", Params, User], Any]
 
 
+Authenticate = Callable[[str], Awaitable[User | None]]
+
+
 class OnedApi:
     """Dispatch XML-RPC request bodies to the simulated oned; counts every call by method."""
 
-    def __init__(self, cloud: Cloud, version: str) -> None:
+    def __init__(
+        self, cloud: Cloud, version: str, authenticate: Authenticate | None = None
+    ) -> None:
         self.cloud = cloud
         self.version = version
         self.calls: collections.Counter[str] = collections.Counter()
+        self.authenticate = authenticate or self._core_only
 
-    def handle(self, body: bytes) -> bytes:
+    async def _core_only(self, session: str) -> User | None:
+        return self.cloud.authenticate(session)
+
+    async def handle(self, body: bytes) -> bytes:
         """One XML-RPC request body in, one response body out."""
         try:
             params, method = xmlrpc.client.loads(body)
@@ -149,7 +158,7 @@ class OnedApi:
             return fault_response(FAULT_NO_SUCH_METHOD, f"Method '{method}' not defined")
         args = Params(params)
         try:
-            user = self.cloud.authenticate(args.str(0))
+            user = await self.authenticate(args.str(0))
             if user is None:
                 raise OneFailure(AUTHENTICATION, "User couldn't be authenticated, aborting call.")
             result = handler(self, args, user)
