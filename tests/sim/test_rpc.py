@@ -187,6 +187,14 @@ def test_vm_actions_over_xmlrpc(sim_factory):
         one.vm.action("terminate", 99)
     one.host.status(1, 2)
     assert one.host.info(1).STATE == 8
+    status, body = sim.control("POST", "/v1/vms", {"name": "later"})
+    assert body["vm"]["state"] == "PENDING"
+    with pytest.raises(pyone.OneActionException, match="OFFLINE"):
+        one.vm.deploy(body["vm"]["id"], 1)
+    assert one.vm.deploy(body["vm"]["id"], 0) == body["vm"]["id"]
+    assert one.vm.info(body["vm"]["id"]).DEPLOY_ID == f"one-{body['vm']['id']}"
+    one.host.status(1, 0)
+    assert one.host.info(1).STATE == 2
 
 
 def test_authentication_failures(fleet_sim):
