@@ -11,7 +11,7 @@ from services.common.errors import ConfigError
 from services.common.logs import setup_logging
 from services.common.runner import new_event_loop
 
-from .app import build_cloud, run
+from .app import StartError, build_cloud, run
 from .config import SimConfig
 
 PROG = "one-cognit sim"
@@ -37,8 +37,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         loop.run_until_complete(run(config, cloud))
     except ConfigError as exc:
         fail(PROG, str(exc))
-    except OSError as exc:
-        fail(PROG, f"cannot listen: {exc.strerror or exc}", code=1)
+    except StartError as exc:
+        fail(PROG, str(exc), code=1)
     finally:
         loop.close()
 

@@ -86,6 +86,10 @@ def create_rpc_app(api: OnedApi, after_change: Callable[[], Awaitable[None]]) ->
     return app
 
 
+class StartError(RuntimeError):
+    """The simulator cannot start (a busy port, an unwritable directory): exit 1."""
+
+
 class Simulator:
     """The running simulator: cloud, hook runner, hypervisors and the two HTTP runners."""
 
@@ -112,6 +116,10 @@ class Simulator:
                 await asyncio.to_thread(self.hypervisors.start)
             except HypervisorUnavailable as exc:
                 raise ConfigError(f"--hypervisors: {exc}") from None
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise StartError(
+                    f"cannot start the hypervisors under {config.hypervisors}: {exc}"
+                ) from None
             await self.hypervisors.reconcile()
         await asyncio.to_thread(warm, self.cloud, self.api)
         rpc_app = create_rpc_app(self.api, self.after_change)
@@ -122,7 +130,11 @@ class Simulator:
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             self._runners.append(runner)
-            await web.TCPSite(runner, listen.host, listen.port, shutdown_timeout=2.0).start()
+            site = web.TCPSite(runner, listen.host, listen.port, shutdown_timeout=2.0)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise StartError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
 
     async def stop(self) -> None:
         for runner in reversed(self._runners):

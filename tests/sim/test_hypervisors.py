@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import run
+from tests.helpers import free_port, run
 from tests.sim.conftest import wait_for
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -140,3 +140,16 @@ def test_too_many_burners_is_refused(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2
     assert "300 running VMs is more than the 256 allowed" in result.stderr
+
+
+def test_unusable_hypervisor_directory_exits_1(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run(
+        [sys.executable, "-m", "sim", "--hosts", "1", "--vms-per-host", "1",
+         "--hypervisors", str(blocker / "sub"),
+         "--listen", f"127.0.0.1:{free_port()}", "--control-listen", f"127.0.0.1:{free_port()}"],
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot start the hypervisors under" in result.stderr
+    assert result.stderr.count("\n") == 1
