@@ -35,6 +35,15 @@ class ExporterCollector(Collector):
             )
             duration.add_metric([], status.refresh_duration_s)
             yield duration
+        if status.phases:
+            phases = GaugeMetricFamily(
+                f"{SELF}_refresh_phase_seconds",
+                "Duration of each phase of the last complete refresh",
+                labels=["phase"],
+            )
+            for phase, seconds in status.phases.items():
+                phases.add_metric([phase], seconds)
+            yield phases
         if status.last_success_at is not None:
             last = GaugeMetricFamily(
                 f"{SELF}_last_refresh_timestamp_seconds",

@@ -46,7 +46,7 @@ class VmEnergy:
         return self.total_uj / 1_000_000
 
     def mark(self, source: tuple[int, str]) -> Mark | None:
-        for key, mark in self.marks:
+        for key, mark in reversed(self.marks):
             if key == source:
                 return mark
         return None
@@ -68,8 +68,10 @@ def _delta(prev: Mark | None, cur: Mark, known_before: bool, max_gap_s: float) -
 
 
 def _remember(marks: tuple, source: tuple[int, str], mark: Mark) -> tuple:
+    if marks and marks[-1][0] == source:
+        return (*marks[:-1], (source, mark))  # the usual case: same host as last time
     kept = tuple(item for item in marks if item[0] != source)
-    return (kept + ((source, mark),))[-MAX_MARKS:]
+    return (*kept, (source, mark))[-MAX_MARKS:]
 
 
 def advance(

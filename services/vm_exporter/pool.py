@@ -150,10 +150,15 @@ def flavours_value(text: str | None) -> float:
     return -1.0 if value is None else value
 
 
+# Only these children are looked at; lxml filters the rest without making Python objects.
+_VM_TAGS = ("ID", "STATE", "LCM_STATE", "TEMPLATE", "USER_TEMPLATE", "HISTORY_RECORDS")
+_TEMPLATE_TAGS = ("MEMORY", "CPU", "VCPU", "DISK", "NIC", "PCI")
+
+
 def _vm_from(el: etree._Element) -> Vm | None:
     vm_id = state = lcm = None
     tmpl = user = history = None
-    for child in el:
+    for child in el.iterchildren(*_VM_TAGS):
         tag = child.tag
         if tag == "ID":
             vm_id = _int(child.text)
@@ -165,7 +170,7 @@ def _vm_from(el: etree._Element) -> Vm | None:
             tmpl = child
         elif tag == "USER_TEMPLATE":
             user = child
-        elif tag == "HISTORY_RECORDS":
+        else:
             history = child
     if vm_id is None or state is None or lcm is None:
         return None
@@ -174,7 +179,7 @@ def _vm_from(el: etree._Element) -> Vm | None:
     disks: list[Disk] = []
     nics = 0
     if tmpl is not None:
-        for child in tmpl:
+        for child in tmpl.iterchildren(*_TEMPLATE_TAGS):
             tag = child.tag
             if tag == "MEMORY":
                 memory = child.text
@@ -183,20 +188,32 @@ def _vm_from(el: etree._Element) -> Vm | None:
             elif tag == "VCPU":
                 vcpu, vcpu_seen = child.text, True
             elif tag == "DISK":
-                disk_id = child.findtext("DISK_ID")
+                disk_id = size = None
+                for field in child.iterchildren("DISK_ID", "SIZE"):
+                    if field.tag == "DISK_ID":
+                        disk_id = field.text
+                    else:
+                        size = field.text
                 if disk_id is not None:
-                    disks.append(Disk(disk_id.strip(), _scaled(child.findtext("SIZE"), MIB)))
+                    disks.append(Disk(disk_id.strip(), _scaled(size, MIB)))
             elif tag == "NIC":
                 nics += 1
-            elif tag == "PCI" and child.find("NIC_ID") is not None:
+            elif next(child.iterchildren("NIC_ID"), None) is not None:
                 nics += 1  # a PCI passthrough NIC counts as a NIC, as OpenNebula's exporter does
     vcpus = 1 if not vcpu_seen or not (vcpu or "").strip() else _int(vcpu)
     host_id, hostname = -1, ""
     if history is not None and len(history):
-        last = history[len(history) - 1]
-        hid = _int(last.findtext("HID"))
+        hid = name = None
+        for field in history[len(history) - 1].iterchildren("HID", "HOSTNAME"):
+            if field.tag == "HID":
+                hid = _int(field.text)
+            else:
+                name = field.text
         if hid is not None:
-            host_id, hostname = hid, (last.findtext("HOSTNAME") or "").strip()
+            host_id, hostname = hid, (name or "").strip()
+    flavours = None
+    if user is not None:
+        flavours = next(user.iterchildren("FLAVOURS"), None)
     return Vm(
         id=vm_id,
         state=state,
@@ -208,7 +225,7 @@ def _vm_from(el: etree._Element) -> Vm | None:
         vcpus=vcpus,
         disks=tuple(disks),
         nics=nics,
-        flavours=flavours_value(user.findtext("FLAVOURS") if user is not None else None),
+        flavours=flavours_value(flavours.text if flavours is not None else None),
     )
 
 

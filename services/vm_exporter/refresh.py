@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping
+from types import MappingProxyType
 
 import aiohttp
 
@@ -80,25 +81,33 @@ class Refresher:
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(0.0, self._config.refresh_interval - elapsed))
 
-    async def _pools(self) -> tuple[Pool, Pool]:
-        """Both pools, read at the same time; the first OneError if either fails."""
+    async def _read(self) -> tuple[Pool, Pool, dict[int, HostReading], dict[int, AgentError]]:
+        """Both pools, and the agents of every host the host pool says has VMs, all at once.
+
+        The host pool is small and comes first, so the agents are asked while the (large) VM
+        pool is still streaming in. The first OneError is raised if either pool fails.
+        """
         try:
             async with asyncio.TaskGroup() as group:
-                vms = group.create_task(self._oned.vm_pool())
-                hosts = group.create_task(self._oned.host_pool())
+                vm_task = group.create_task(self._oned.vm_pool())
+                host_pool = await self._oned.host_pool()
+                early = tuple(Target(h.id, h.hostname) for h in host_pool.items if h.vms)
+                agents = group.create_task(self._ask(early))
         except* OneError as failed:
             raise failed.exceptions[0] from None
-        return vms.result(), hosts.result()
+        readings, failures = agents.result()
+        return vm_task.result(), host_pool, readings, failures
 
     async def once(self) -> None:
         """One cycle; publishes a new State whatever happens."""
         started = time.monotonic()
         status = self._box.state.status
         try:
-            vm_pool, host_pool = await self._pools()
+            vm_pool, host_pool, readings, failures = await self._read()
         except OneError as exc:
             self._publish_failure(status, exc.message, time.monotonic() - started)
             return
+        read = time.monotonic()
         vms, hosts = vm_pool.items, host_pool.items
         if not status.oned_up:
             log.info("oned answered at %s: %d VMs, %d hosts", self._oned.url, len(vms), len(hosts))
@@ -109,30 +118,53 @@ class Refresher:
                 host_pool.skipped,
             )
         targets = agent_targets(vms, {h.id: h for h in hosts})
-        readings, errors = await self._ask(targets)
+        # A running VM's host missing from the host pool's lists (read a moment apart).
+        late = tuple(t for t in targets if t.host_id not in readings and t.host_id not in failures)
+        if late:
+            more, more_failures = await self._ask(late)
+            readings.update(more)
+            failures.update(more_failures)
+        wanted = {t.host_id for t in targets}
+        readings = {h: r for h, r in readings.items() if h in wanted}
+        failures = {h: e for h, e in failures.items() if h in wanted}
+        self._log_transitions(targets, failures)
+        asked = time.monotonic()
         attributions = {vm.id: attribute(vm, readings) for vm in vms}
-        self._ledger = advance(self._ledger, vms, attributions, time.monotonic(), self._max_gap)
+        self._ledger = advance(self._ledger, vms, attributions, asked, self._max_gap)
         snapshot = build_snapshot(
             time.time(), vms, hosts, targets, readings, attributions, self._ledger
         )
+        joined = time.monotonic()
         # Rendering 100k+ lines takes ~0.1 s: off the loop, so scrapes interleave.
         text = await asyncio.to_thread(render, snapshot)
+        done = time.monotonic()
         agent_errors = dict(status.agent_errors)
-        for key in errors:
+        for host_id, error in failures.items():
+            key = (host_id, error.reason)
             agent_errors[key] = agent_errors.get(key, 0) + 1
+        phases = {
+            "read": read - started,
+            "late_agents": asked - read,
+            "join": joined - asked,
+            "render": done - joined,
+        }
         new_status = dataclasses.replace(
             status,
             oned_up=True,
             oned_error="",
-            refresh_duration_s=time.monotonic() - started,
+            refresh_duration_s=done - started,
+            phases=MappingProxyType(phases),
             last_success_at=snapshot.taken_at,
             refreshes=count(status.refreshes, "ok"),
-            agent_errors=agent_errors,
+            agent_errors=MappingProxyType(agent_errors),
         )
         self._box.state = State(snapshot, new_status, text)
         self._health.ok("oned")
         self._health.details.update(
             last_refresh=_when(snapshot.taken_at),
+            refresh_duration_s=round(done - started, 3),
+            refresh_phases_s={k: round(v, 3) for k, v in phases.items()},
+            refreshes_ok=new_status.refreshes.get("ok", 0),
             vms=len(vms),
             hosts=len(hosts),
             power_sources_down=len(targets) - len(readings),
@@ -157,16 +189,16 @@ class Refresher:
 
     async def _ask(
         self, targets: tuple[Target, ...]
-    ) -> tuple[dict[int, HostReading], list[tuple[int, str]]]:
+    ) -> tuple[dict[int, HostReading], dict[int, AgentError]]:
         """Every target, at most `--agent-concurrency` at once, each within `--agent-timeout`."""
         limit = asyncio.Semaphore(self._config.agent_concurrency)
         readings: dict[int, HostReading] = {}
-        errors: list[tuple[int, str]] = []
+        failures: dict[int, AgentError] = {}
 
         async def ask(target: Target) -> None:
             async with limit:
                 try:
-                    reading = await fetch_host(
+                    readings[target.host_id] = await fetch_host(
                         self._agents,
                         target,
                         self._config.agent_port,
@@ -174,22 +206,28 @@ class Refresher:
                         limit=MAX_AGENT_REPLY,
                     )
                 except AgentError as exc:
-                    errors.append((target.host_id, exc.reason))
-                    self._host_failed(target, exc.message)
-                    return
-            readings[target.host_id] = reading
-            if self._host_down.pop(target.host_id, None) is not None:
-                log.info("host %d (%s): power source answers again", target.host_id, target.address)
+                    failures[target.host_id] = exc
 
         await asyncio.gather(*(ask(t) for t in targets))
-        return readings, errors
+        return readings, failures
 
-    def _host_failed(self, target: Target, message: str) -> None:
-        if target.host_id not in self._host_down:
-            log.warning(
-                "host %d (%s): power source down, its VMs have no power sample: %s",
-                target.host_id,
-                target.address,
-                message,
-            )
-        self._host_down[target.host_id] = message
+    def _log_transitions(
+        self, targets: tuple[Target, ...], failures: dict[int, AgentError]
+    ) -> None:
+        """One line when a host's power source goes down, one when it answers again."""
+        for target in targets:
+            error = failures.get(target.host_id)
+            if error is None:
+                if self._host_down.pop(target.host_id, None) is not None:
+                    log.info(
+                        "host %d (%s): power source answers again", target.host_id, target.address
+                    )
+            else:
+                if target.host_id not in self._host_down:
+                    log.warning(
+                        "host %d (%s): power source down, its VMs have no power sample: %s",
+                        target.host_id,
+                        target.address,
+                        error.message,
+                    )
+                self._host_down[target.host_id] = error.message

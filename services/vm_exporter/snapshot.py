@@ -39,6 +39,7 @@ class Status:
     oned_up: bool = False
     oned_error: str = "no refresh yet"
     refresh_duration_s: float | None = None
+    phases: Mapping[str, float] = dataclasses.field(default_factory=lambda: _EMPTY)
     last_success_at: float | None = None
     refreshes: Mapping[str, int] = dataclasses.field(default_factory=lambda: _EMPTY)
     agent_errors: Mapping[tuple[int, str], int] = dataclasses.field(default_factory=lambda: _EMPTY)
