@@ -1,0 +1,98 @@
+"""One refresh cycle in-process, against stored oned replies served over real XML-RPC.
+
+The simulator always keeps a host's VMS list in step with its VMs; real oned answers the two
+pool calls a moment apart, so a VM can run on a host whose list (read first) lacks it. These
+stored replies reproduce that, to prove such a host is still asked.
+"""
+
+from __future__ import annotations
+
+import re
+import xmlrpc.client
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from services.common.health import Health
+from services.vm_exporter.config import ExporterConfig
+from services.vm_exporter.oned import Oned
+from services.vm_exporter.refresh import Refresher, StateBox
+from tests.helpers import ROOT, free_port
+from tests.vm_exporter.servers import HttpAgent, agent_json, port_free_on, send
+
+FIXTURES = ROOT / "tests" / "fixtures" / "one"
+NET = "127.0.80"
+
+
+def _replies() -> dict[str, str]:
+    vms = (FIXTURES / "vmpool_infoextended.xml").read_text()
+    hosts = (FIXTURES / "hostpool_info.xml").read_text()
+    # Agents on loopback addresses; host 1's VMS list read before 52 and 524 landed there.
+    for n in (1, 2, 3, 4):
+        hosts = hosts.replace(f"<HOSTNAME><![CDATA[node{n}]]>", f"<HOSTNAME><![CDATA[{NET}.{n}]]>")
+    hosts = re.sub(r"(<ID>1</ID><NAME>node2.*?)<VMS>.*?</VMS>", r"\1<VMS/>", hosts, flags=re.S)
+    assert hosts.count("<VMS/>") == 2  # host 1's, and host 3's (which runs nothing)
+    # node3 has no TEMPLATE/HOSTNAME and is reached by NAME: keep it on loopback too.
+    hosts = hosts.replace("<NAME>node3</NAME>", f"<NAME>{NET}.3</NAME>")
+    return {"one.vmpool.infoextended": vms, "one.hostpool.info": hosts}
+
+
+@pytest.fixture
+async def oned():
+    replies, calls = _replies(), []
+
+    async def rpc(request: web.Request) -> web.Response:
+        params, method = xmlrpc.client.loads(await request.read())
+        calls.append((method, params))
+        body = xmlrpc.client.dumps(([True, replies[method], 0],), methodresponse=True)
+        return web.Response(text=body, content_type="text/xml")
+
+    app = web.Application()
+    app.router.add_post("/RPC2", rpc)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/RPC2", calls
+    await runner.cleanup()
+
+
+async def test_running_vm_missing_from_its_hosts_list_is_still_measured(oned):
+    url, calls = oned
+    port = port_free_on([f"{NET}.1", f"{NET}.2"])
+    agents = [
+        HttpAgent(
+            f"{NET}.1",
+            port,
+            {"/api/v1/vms": lambda h: send(h, agent_json({42: (4_000_000, 10)}), "text/json")},
+        ),
+        HttpAgent(
+            f"{NET}.2",
+            port,
+            {"/api/v1/vms": lambda h: send(h, agent_json({524: (9_000_000, 10)}), "text/json")},
+        ),
+    ]
+    config = ExporterConfig(one_xmlrpc=url, agent_port=port, agent_timeout=1.0)
+    box, health = StateBox(), Health("vm_exporter")
+    try:
+        async with aiohttp.ClientSession() as oned_http, aiohttp.ClientSession() as agent_http:
+            refresher = Refresher(
+                config, Oned(oned_http, url, "oneadmin:pw", timeout=5), agent_http, box, health
+            )
+            await refresher.once()
+    finally:
+        for agent in agents:
+            agent.close()
+    snap = box.state.snapshot
+    assert snap is not None and box.state.status.oned_up
+    assert snap.vm_power_uw[42] == 4_000_000
+    assert snap.vm_power_uw[524] == 9_000_000  # host 1 asked although its list was empty
+    assert snap.vm_power_uw[52] == 0  # host 1 answered without it
+    assert 60 not in snap.vm_power_uw  # node3 (OFFLINE, nothing listens): unknown
+    assert dict(snap.host_source_up) == {0: 1, 1: 1, 2: 0}
+    assert sorted(m for m, _ in calls) == ["one.hostpool.info", "one.vmpool.infoextended"]
+    assert [p for m, p in calls if m == "one.vmpool.infoextended"] == [
+        ("oneadmin:pw", -2, -1, -1, -1)
+    ]
+    assert health.healthy and b"opennebula_vm_power_consumption_uW" in box.state.text
