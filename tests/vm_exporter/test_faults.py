@@ -252,3 +252,42 @@ def test_oned_down_serves_last_data_then_recovers(cloud):
     )
     status, _, _ = http("GET", cloud.url + "/healthz")
     assert status == 200
+
+
+def test_refused_credentials_are_reported_without_the_password(cloud, tmp_path):
+    auth = tmp_path / "one_auth"
+    auth.write_text("oneadmin:not-the-password\n")
+    port = free_port()
+    wrong = Service(
+        [
+            sys.executable,
+            "-m",
+            "services.vm_exporter",
+            "--one-xmlrpc",
+            f"http://127.0.0.1:{cloud.oned_port}/RPC2",
+            "--one-auth",
+            str(auth),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--refresh-interval",
+            "0.5",
+        ]
+    )
+    try:
+        wrong.wait_http(f"http://127.0.0.1:{port}/healthz")
+        reason = wait_for(
+            lambda: (
+                (body := get_json(f"http://127.0.0.1:{port}/healthz")[1])
+                and "authenticated" in body.get("reason", "")
+                and body["reason"]
+            ),
+            what="oned's refusal in /healthz",
+        )
+        assert "one.vmpool.infoextended" in reason or "one.hostpool.info" in reason
+        data = samples(f"http://127.0.0.1:{port}/metrics")
+        assert value(data, "one_cognit_vm_exporter_oned_up") == 0
+        assert value(data, "opennebula_vm_total") is None  # nothing complete to serve yet
+        wrong.stop()
+        assert "not-the-password" not in "".join(wrong.output())
+    finally:
+        wrong.close()
