@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from services.vm_exporter.agent_client import base_url
 from services.vm_exporter.readings import AGENT, ReadingError, VmReading, parse_agent_vms
 
 
@@ -90,3 +91,16 @@ def test_a_vm_listed_twice_counts_both_processes():
         )
     )
     assert reading.vms[7] == VmReading(15, 150)
+
+
+@pytest.mark.parametrize(
+    ("address", "url"),
+    [
+        ("node1.cognit.lan", "http://node1.cognit.lan:8080"),
+        ("127.0.1.5", "http://127.0.1.5:8080"),
+        ("fd00::5", "http://[fd00::5]:8080"),
+        ("[fd00::5]", "http://[fd00::5]:8080"),
+    ],
+)
+def test_agent_url_of_a_host_name_or_address(address, url):
+    assert base_url(address, 8080) == url
