@@ -30,6 +30,9 @@ SERVICE = web.AppKey("service", str)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 HEALTH = web.AppKey("health", Health)
 TOKEN = web.AppKey("token", str)
+# Services whose /metrics is a product (rapl_agent, vm_exporter) set this to a function that
+# returns the pre-rendered product text of their last snapshot; self metrics follow it.
+PRODUCT_METRICS = web.AppKey("product_metrics", Callable[[], bytes | None])
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -131,6 +134,9 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _metrics(request: web.Request) -> web.Response:
     # Collectors read an in-memory snapshot, so rendering on the loop is cheap.
     body = generate_latest(request.app[REGISTRY])
+    product = request.app.get(PRODUCT_METRICS)
+    if product is not None:
+        body = (product() or b"") + body
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -10,7 +10,7 @@ from importlib import metadata
 
 from aiohttp import web
 
-from services.common.app import HEALTH, REGISTRY, create_base_app
+from services.common.app import HEALTH, PRODUCT_METRICS, REGISTRY, create_base_app
 from services.common.errors import Unavailable
 
 from .collectors import AgentCollector
@@ -103,15 +103,9 @@ async def _sampling(app: web.Application) -> AsyncIterator[None]:
     sampler.close()
 
 
-@web.middleware
-async def _product_metrics(request: web.Request, handler) -> web.StreamResponse:
-    """/metrics is the scaph_* product text of the last snapshot, self metrics appended."""
-    response = await handler(request)
-    if request.path == "/metrics" and response.status == 200 and isinstance(response, web.Response):
-        published = request.app[STATE].published
-        if published is not None:
-            response.body = published.text + (response.body or b"")
-    return response
+def _product_text(state: AgentState) -> bytes | None:
+    """The scaph_* text pre-rendered with the last snapshot (None before the first one)."""
+    return state.published.text if state.published is not None else None
 
 
 async def _vms(request: web.Request) -> web.Response:
@@ -142,9 +136,9 @@ async def _vms(request: web.Request) -> web.Response:
 def create_app(config: RaplConfig) -> web.Application:
     """The agent: base routes, /api/v1/vms, product /metrics and the sampling task."""
     app = create_base_app(SERVICE)
-    app.middlewares.append(_product_metrics)
     app[CONFIG] = config
-    app[STATE] = AgentState()
+    state = app[STATE] = AgentState()
+    app[PRODUCT_METRICS] = lambda: _product_text(state)
     app[REGISTRY].register(AgentCollector(app[STATE]))
     app.router.add_get("/api/v1/vms", _vms)
     app.cleanup_ctx.append(_sampling)
