@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
-from services.common.app import HEALTH, REGISTRY, create_base_app
+from services.common.app import HEALTH, PRODUCT_METRICS, REGISTRY, create_base_app
 from services.common.one import read_one_auth
 
 from .collectors import ExporterCollector
@@ -20,17 +20,6 @@ from .refresh import Refresher, StateBox
 SERVICE = "vm_exporter"
 BOX = web.AppKey("state_box", StateBox)
 REFRESHER = web.AppKey("refresher", Refresher)
-
-
-@web.middleware
-async def _product_metrics(request: web.Request, handler) -> web.StreamResponse:
-    """/metrics is the product text of the last complete refresh, self metrics appended."""
-    response = await handler(request)
-    if request.path == "/metrics" and response.status == 200 and isinstance(response, web.Response):
-        text = request.app[BOX].state.text
-        if text:
-            response.body = text + (response.body or b"")
-    return response
 
 
 def _refreshing(
@@ -68,9 +57,10 @@ def create_app(config: ExporterConfig) -> web.Application:
     """The exporter: base routes, product /metrics, self metrics and the refresh task."""
     auth = read_one_auth(config.one_auth)
     app = create_base_app(SERVICE)
-    app.middlewares.append(_product_metrics)
     box = StateBox()
     app[BOX] = box
+    # The product text is rendered once per refresh; self metrics follow it.
+    app[PRODUCT_METRICS] = lambda: box.state.text
     app[REGISTRY].register(ExporterCollector(lambda: box.state))
     app.cleanup_ctx.append(_refreshing(config, auth))
     return app
