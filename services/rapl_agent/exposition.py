@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
+from services.common.textformat import escape_label
+
 from .snapshot import Snapshot
 
 PROCESS_POWER = "scaph_process_power_consumption_microwatts"
@@ -22,16 +24,11 @@ PROCESS_POWER_HELP = (
 )
 
 
-def _escape(value: str) -> str:
-    """Label value escaping of the text format: backslash, newline, double quote."""
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
 def process_labels(pid: int, comm: str, cmdline: str, vmname: str | None) -> str:
     """The `{cmdline=..,exe=..,pid=..[,vmname=..]}` block, in prometheus-client's label order."""
-    block = f'{{cmdline="{_escape(cmdline)}",exe="{_escape(comm)}",pid="{pid}"'
+    block = f'{{cmdline="{escape_label(cmdline)}",exe="{escape_label(comm)}",pid="{pid}"'
     if vmname is not None:
-        block += f',vmname="{_escape(vmname)}"'
+        block += f',vmname="{escape_label(vmname)}"'
     return block + "}"
 
 

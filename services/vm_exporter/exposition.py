@@ -15,10 +15,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 
+from services.common.textformat import Number, escape_label, header, number
+
 from .pool import Host, Vm
 from .snapshot import Snapshot
-
-Number = int | float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -139,26 +139,6 @@ VM_TOTAL_HELP = "Total number of VMs defined in OpenNebula"
 HOST_TOTAL_HELP = "Total number of hosts defined in OpenNebula"
 
 
-def escape_label(value: str) -> str:
-    """A label value as the text format wants it: backslash, newline and quote escaped."""
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-def number(value: Number) -> str:
-    """A sample value: integers as digits, floats as Python writes them (valid Go floats)."""
-    if isinstance(value, int):
-        return str(value)
-    if value != value:
-        return "NaN"
-    if value in (float("inf"), float("-inf")):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
-
-
-def _header(name: str, kind: str, doc: str) -> str:
-    return f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"
-
-
 def _series(family: Family, pairs: Iterator[tuple[str, object]]) -> Iterator[str]:
     """`name{labels} value` lines of `(label block, item)` pairs whose value is not None."""
     get, name = family.value, family.name
@@ -170,13 +150,13 @@ def _series(family: Family, pairs: Iterator[tuple[str, object]]) -> Iterator[str
 
 def _vm_parts(snap: Snapshot) -> Iterator[str]:
     vms: tuple[Vm, ...] = snap.vms
-    yield _header("opennebula_vm_total", "gauge", VM_TOTAL_HELP)
+    yield header("opennebula_vm_total", "gauge", VM_TOTAL_HELP)
     yield f"opennebula_vm_total {len(vms)}\n"
     blocks = [f'{{one_vm_id="{vm.id}"}}' for vm in vms]
     for family in VM_FAMILIES:
-        yield _header(family.name, family.type, family.help)
+        yield header(family.name, family.type, family.help)
         yield from _series(family, zip(blocks, vms, strict=True))
-    yield _header(DISK_SIZE.name, DISK_SIZE.type, DISK_SIZE.help)
+    yield header(DISK_SIZE.name, DISK_SIZE.type, DISK_SIZE.help)
     yield from _series(
         DISK_SIZE,
         (
@@ -186,12 +166,12 @@ def _vm_parts(snap: Snapshot) -> Iterator[str]:
         ),
     )
     power = snap.vm_power_uw
-    yield _header(VM_POWER.name, VM_POWER.type, VM_POWER.help)
+    yield header(VM_POWER.name, VM_POWER.type, VM_POWER.help)
     yield from _series(
         VM_POWER, ((b, power[vm.id]) for b, vm in zip(blocks, vms, strict=True) if vm.id in power)
     )
     energy = snap.energy
-    yield _header(VM_ENERGY.name, VM_ENERGY.type, VM_ENERGY.help)
+    yield header(VM_ENERGY.name, VM_ENERGY.type, VM_ENERGY.help)
     yield from _series(
         VM_ENERGY,
         ((b, energy[vm.id]) for b, vm in zip(blocks, vms, strict=True) if vm.id in energy),
@@ -200,17 +180,17 @@ def _vm_parts(snap: Snapshot) -> Iterator[str]:
 
 def _host_parts(snap: Snapshot) -> Iterator[str]:
     hosts: tuple[Host, ...] = snap.hosts
-    yield _header("opennebula_host_total", "gauge", HOST_TOTAL_HELP)
+    yield header("opennebula_host_total", "gauge", HOST_TOTAL_HELP)
     yield f"opennebula_host_total {len(hosts)}\n"
     blocks = [f'{{one_host_id="{h.id}"}}' for h in hosts]
     for family in HOST_FAMILIES:
-        yield _header(family.name, family.type, family.help)
+        yield header(family.name, family.type, family.help)
         yield from _series(family, zip(blocks, hosts, strict=True))
     for family, values in (
         (HOST_POWER, snap.host_power_uw),
         (HOST_SOURCE_UP, snap.host_source_up),
     ):
-        yield _header(family.name, family.type, family.help)
+        yield header(family.name, family.type, family.help)
         yield from _series(family, ((f'{{one_host_id="{i}"}}', values[i]) for i in sorted(values)))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 from types import MappingProxyType
 
-import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
@@ -159,17 +158,6 @@ def test_oned_values_in_the_text():
     assert _value(text, "opennebula_vm_host_id", one_vm_id="9") == -1
     assert _value(text, "opennebula_host_mem_usage_bytes", one_host_id="1") == 4718592 * 1024
     assert _value(text, "opennebula_host_vms", one_host_id="0") == 2
-
-
-@pytest.mark.parametrize(
-    ("value", "text"), [(3, "3"), (0.5, "0.5"), (-1.0, "-1.0"), (1e20, "1e+20")]
-)
-def test_numbers(value, text):
-    assert ex.number(value) == text
-
-
-def test_label_escaping():
-    assert ex.escape_label('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
 
 
 def test_no_snapshot_no_text():
