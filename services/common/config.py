@@ -171,12 +171,16 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
             "default": argparse.SUPPRESS,
             "help": f"{help_text} (default: {shown or 'none'})",
         }
+        metavar = field.metadata.get("metavar")
         if hints[field.name] is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif field.metadata.get("choices"):
+            kwargs["choices"] = field.metadata["choices"]  # argparse shows them as {a,b}
+            if metavar:
+                kwargs["metavar"] = metavar
         else:
-            kwargs["metavar"] = field.metadata.get("metavar") or field.name.upper()
-            if field.metadata.get("choices"):
-                kwargs["choices"] = field.metadata["choices"]
+            default_metavar = "HOST:PORT" if hints[field.name] is Listen else field.name.upper()
+            kwargs["metavar"] = metavar or default_metavar
         parser.add_argument(_flag(field.name), **kwargs)
     return parser
 
