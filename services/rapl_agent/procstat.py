@@ -98,5 +98,8 @@ def parse_meminfo(text: str) -> dict[str, int]:
 
 
 def parse_uptime(text: str) -> float:
-    """Seconds since boot from /proc/uptime."""
-    return float(text.split()[0])
+    """Seconds since boot from /proc/uptime; ValueError when empty (a half-written copy)."""
+    fields = text.split()
+    if not fields:
+        raise ValueError("/proc/uptime is empty")
+    return float(fields[0])

@@ -82,6 +82,19 @@ def test_loadavg_meminfo_uptime():
     assert parse_uptime((PROC / "t1" / "uptime").read_text()) == 1002.0
 
 
+def test_empty_or_garbage_uptime_is_a_value_error():
+    for text in ("", " \n", "up 5"):
+        with pytest.raises(ValueError):
+            parse_uptime(text)
+
+
+def test_empty_uptime_is_a_proc_error_not_a_crash(tmp_path):
+    (tmp_path / "stat").write_text((PROC / "t1" / "stat").read_text())
+    (tmp_path / "uptime").write_text("")
+    with pytest.raises(ProcError, match="uptime"):
+        ProcReader(tmp_path, max_cmdline=10).read_system()
+
+
 def test_reader_on_a_stored_proc_tree():
     reader = ProcReader(PROC / "t1", max_cmdline=40)
     try:
