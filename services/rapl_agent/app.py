@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 SERVICE = "rapl_agent"
 CONFIG = web.AppKey("rapl_config", RaplConfig)
 STATE = web.AppKey("rapl_state", AgentState)
+SAMPLE_CHECK = "sample"  # the /healthz check of a sample that raised (a bug, not bad input)
 
 
 def _version() -> str:
@@ -78,9 +79,14 @@ async def _sampling(app: web.Application) -> AsyncIterator[None]:
     async def once() -> None:
         try:
             result, text = await asyncio.to_thread(_sample_and_render, sampler, version)
-        except Exception:
-            # A bug must not stop sampling: log it, keep the last snapshot, try next tick.
-            log.exception("sample failed")
+        except Exception as exc:
+            # A bug must not stop sampling: keep the last snapshot, try next tick, and say so
+            # on /healthz (not 200 while nothing new is served); the traceback once per change.
+            reason = f"sample failed ({type(exc).__name__}: {exc}); keeping the last snapshot"
+            if app[STATE].failures.get(SAMPLE_CHECK) != reason:
+                log.exception("sample failed")
+            app[STATE].failures[SAMPLE_CHECK] = reason
+            app[HEALTH].fail(SAMPLE_CHECK, reason)
             app[STATE].samples_kept_last += 1
             return
         _apply(app, result, text)

@@ -3,6 +3,7 @@ last good snapshot kept, never zeros, never a crash."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 
@@ -120,3 +121,40 @@ def test_no_rapl_at_all(tmp_path, start_agent):
     assert status == 503 and "no RAPL zones under" in body["reason"]
     assert "intel_rapl_msr" in body["reason"]
     assert agent.json("/api/v1/vms")[0] == 503
+
+
+async def test_a_sample_that_raises_is_reported_on_healthz_and_sampling_goes_on(
+    tmp_path, monkeypatch, caplog
+):
+    # In-process: the only way to make a sample raise is to break the code, not the input.
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from services.rapl_agent import app as agent_app
+    from services.rapl_agent.config import RaplConfig
+
+    real = agent_app._sample_and_render
+    calls = {"n": 0}
+
+    def flaky(sampler, version):
+        calls["n"] += 1
+        if calls["n"] <= 3:
+            raise RuntimeError("boom")
+        return real(sampler, version)
+
+    monkeypatch.setattr(agent_app, "_sample_and_render", flaky)
+    with SimHypervisor(tmp_path, tick=0.02) as hv:
+        config = RaplConfig(powercap_root=hv.powercap_root, proc_root=hv.proc_root, interval=0.1)
+        async with TestClient(TestServer(agent_app.create_app(config))) as client:
+            resp = await client.get("/healthz")
+            body = await resp.json()
+            assert resp.status == 503
+            assert "sample: sample failed (RuntimeError: boom)" in body["reason"]
+            assert (await client.get("/api/v1/vms")).status == 503
+            for _ in range(100):
+                if (await client.get("/healthz")).status == 200:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("never healthy again after the failing samples")
+            assert (await client.get("/api/v1/vms")).status == 200
+    assert [r.message for r in caplog.records].count("sample failed") == 1
