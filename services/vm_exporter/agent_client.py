@@ -7,6 +7,7 @@ One host, one deadline: both requests of a host (the 404 fallback included) fit 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 
 import aiohttp
 
@@ -16,6 +17,8 @@ from .scaphandre import parse_scaphandre
 
 VMS_PATH = "/api/v1/vms"
 METRICS_PATH = "/metrics"
+# Characters that would end a URL's host part (or are never in one): not a host name.
+_NOT_IN_HOST = frozenset("/?#@[]\\% ")
 
 
 class AgentError(Exception):
@@ -76,11 +79,24 @@ async def _fetch(
         raise AgentError("bad_reply", f"{base}{METRICS_PATH}: {exc}") from None
 
 
+def _check_address(address: str) -> None:
+    """ValueError when a host template's HOSTNAME/NAME cannot be a URL's host.
+
+    A typo there ("node1/x", "a b") must not send the request to another host or path.
+    """
+    host = address[1:-1] if address.startswith("[") and address.endswith("]") else address
+    if ":" in host:
+        ipaddress.IPv6Address(host)
+    elif not host or any(c in _NOT_IN_HOST or not c.isprintable() for c in host):
+        raise ValueError("not a host name or address")
+
+
 async def fetch_host(
     session: aiohttp.ClientSession, target: Target, port: int, *, timeout: float, limit: int
 ) -> HostReading:
     """One host's reading within `timeout` seconds, or AgentError saying why not."""
     try:
+        _check_address(target.address)
         async with asyncio.timeout(timeout):
             return await _fetch(session, target, port, limit)
     except TimeoutError:
@@ -89,3 +105,9 @@ async def fetch_host(
         ) from None
     except (aiohttp.ClientError, OSError) as exc:
         raise AgentError("unreachable", f"{base_url(target.address, port)}: {exc}") from None
+    except ValueError as exc:
+        # The check above, or the resolver's IDNA encoding ("..", a label over 63 characters):
+        # one host's unusable name must cost that host only, never the refresh.
+        raise AgentError(
+            "bad_address", f"host name {target.address!r} is not a usable address: {exc}"
+        ) from None

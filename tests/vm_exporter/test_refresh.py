@@ -38,10 +38,7 @@ def _replies() -> dict[str, str]:
     return {"one.vmpool.infoextended": vms, "one.hostpool.info": hosts}
 
 
-@pytest.fixture
-async def oned():
-    replies, calls = _replies(), []
-
+async def _serve(replies: dict[str, str], calls: list):
     async def rpc(request: web.Request) -> web.Response:
         params, method = xmlrpc.client.loads(await request.read())
         calls.append((method, params))
@@ -54,7 +51,14 @@ async def oned():
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/RPC2", calls
+    return runner, f"http://127.0.0.1:{port}/RPC2"
+
+
+@pytest.fixture
+async def oned():
+    calls: list = []
+    runner, url = await _serve(_replies(), calls)
+    yield url, calls
     await runner.cleanup()
 
 
@@ -96,3 +100,37 @@ async def test_running_vm_missing_from_its_hosts_list_is_still_measured(oned):
         ("oneadmin:pw", -2, -1, -1, -1)
     ]
     assert health.healthy and b"opennebula_vm_power_consumption_uW" in box.state.text
+
+
+@pytest.mark.parametrize("name", ["..", "x" * 64 + ".lan", "node3/metrics", "node 3"])
+async def test_a_host_name_that_is_no_address_costs_that_host_only(name):
+    # An operator's typo in one host's NAME/HOSTNAME once escaped as a ValueError from the
+    # resolver and failed every refresh, while oned_up and /healthz still said all was well.
+    replies = _replies()
+    replies["one.hostpool.info"] = replies["one.hostpool.info"].replace(
+        f"<NAME>{NET}.3</NAME>", f"<NAME>{name}</NAME>"
+    )
+    runner, url = await _serve(replies, [])
+    port = port_free_on([f"{NET}.1"])
+    agent = HttpAgent(
+        f"{NET}.1",
+        port,
+        {"/api/v1/vms": lambda h: send(h, agent_json({42: (4_000_000, 10)}), "text/json")},
+    )
+    config = ExporterConfig(one_xmlrpc=url, agent_port=port, agent_timeout=1.0)
+    box, health = StateBox(), Health("vm_exporter")
+    try:
+        async with aiohttp.ClientSession() as oned_http, aiohttp.ClientSession() as agent_http:
+            refresher = Refresher(
+                config, Oned(oned_http, url, "oneadmin:pw", timeout=5), agent_http, box, health
+            )
+            await refresher.once()
+    finally:
+        agent.close()
+        await runner.cleanup()
+    snap = box.state.snapshot
+    assert snap is not None and box.state.status.oned_up
+    assert snap.vm_power_uw[42] == 4_000_000  # the other hosts are unaffected
+    assert 60 not in snap.vm_power_uw  # VM 60 runs on the misnamed host: unknown
+    assert snap.host_source_up[2] == 0
+    assert dict(box.state.status.agent_errors)[(2, "bad_address")] == 1
