@@ -281,6 +281,7 @@ _Garbage.replies = {
     "other_user": (200, b'{"driver": "biscuit", "username": "oneadmin", "password": "k"}'),
     "other_driver": (200, b'{"driver": "core", "username": "alice", "password": "k"}'),
     "space_key": (200, b'{"driver": "biscuit", "username": "alice", "password": "a b"}'),
+    "other_key": (200, b'{"driver": "biscuit", "username": "alice", "password": "k"}'),
     "list": (200, b"[1, 2]"),
     "error_no_reason": (500, b"Internal Server Error"),
 }
@@ -293,6 +294,7 @@ _Garbage.replies = {
         ("other_user", "different driver or user"),
         ("other_driver", "different driver or user"),
         ("space_key", "without a usable key"),
+        ("other_key", "another key"),
         ("list", "not a JSON object"),
         ("error_no_reason", "HTTP 500"),
     ],
@@ -341,13 +343,13 @@ def raw_server() -> Iterator:
 
 
 def test_chunked_answer_is_understood(raw_server, keys):
-    body = b'{"driver": "biscuit", "username": "alice", "password": "KEY"}'
+    body = b'{"driver": "biscuit", "username": "alice", "password": "%s"}' % keys.hex.encode()
     chunks = (body[:20], body[20:], b"")
     reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"".join(
         b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks
     )
     url = raw_server(reply)
-    accepted(run_shim(authn_xml("alice", keys.hex, expiring(keys)), url), "alice", "KEY")
+    accepted(run_shim(authn_xml("alice", keys.hex, expiring(keys)), url), "alice", keys.hex)
 
 
 @pytest.mark.parametrize(
