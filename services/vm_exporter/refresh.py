@@ -75,9 +75,11 @@ class Refresher:
                 await self.once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                # A bug must not stop the exporter: log it, keep the last data, try again.
+            except Exception as exc:
+                # A bug must not stop the exporter: log it, keep the last data, try again;
+                # and say so, or stale data would be served as if all were well.
                 log.exception("refresh failed unexpectedly; serving the last complete refresh")
+                self._publish_error(exc)
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(0.0, self._config.refresh_interval - elapsed))
 
@@ -160,6 +162,7 @@ class Refresher:
         )
         self._box.state = State(snapshot, new_status, text)
         self._health.ok("oned")
+        self._health.ok("refresh")
         self._health.details.update(
             last_refresh=_when(snapshot.taken_at),
             refresh_duration_s=round(done - started, 3),
@@ -186,6 +189,12 @@ class Refresher:
         )
         self._box.state = State(state.snapshot, new_status, state.text)
         self._health.fail("oned", message)
+
+    def _publish_error(self, exc: Exception) -> None:
+        state = self._box.state
+        status = dataclasses.replace(state.status, refreshes=count(state.status.refreshes, "error"))
+        self._box.state = State(state.snapshot, status, state.text)
+        self._health.fail("refresh", f"refresh failed unexpectedly: {exc!r}"[:300])
 
     async def _ask(
         self, targets: tuple[Target, ...]

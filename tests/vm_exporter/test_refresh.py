@@ -7,6 +7,8 @@ stored replies reproduce that, to prove such a host is still asked.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import xmlrpc.client
 
@@ -15,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from services.common.health import Health
+from services.vm_exporter import refresh
 from services.vm_exporter.config import ExporterConfig
 from services.vm_exporter.oned import Oned
 from services.vm_exporter.refresh import Refresher, StateBox
@@ -134,3 +137,38 @@ async def test_a_host_name_that_is_no_address_costs_that_host_only(name):
     assert 60 not in snap.vm_power_uw  # VM 60 runs on the misnamed host: unknown
     assert snap.host_source_up[2] == 0
     assert dict(box.state.status.agent_errors)[(2, "bad_address")] == 1
+
+
+async def test_an_unexpected_failure_is_reported_not_served_as_fresh(oned, monkeypatch):
+    url, _ = oned
+    broken = True
+    real_render = refresh.render
+
+    def render(snapshot):
+        if broken:
+            raise RuntimeError("a bug")
+        return real_render(snapshot)
+
+    monkeypatch.setattr(refresh, "render", render)
+    config = ExporterConfig(one_xmlrpc=url, agent_port=1, agent_timeout=0.5, refresh_interval=0.05)
+    box, health = StateBox(), Health("vm_exporter")
+    async with aiohttp.ClientSession() as oned_http, aiohttp.ClientSession() as agent_http:
+        refresher = Refresher(
+            config, Oned(oned_http, url, "oneadmin:pw", timeout=5), agent_http, box, health
+        )
+        task = asyncio.create_task(refresher.run())
+        try:
+            async with asyncio.timeout(10):
+                while box.state.status.refreshes.get("error", 0) < 2:
+                    await asyncio.sleep(0.02)
+            assert "refresh failed unexpectedly" in health.report()["failing"]["refresh"]
+            assert box.state.snapshot is None
+            broken = False
+            async with asyncio.timeout(10):
+                while not health.healthy:
+                    await asyncio.sleep(0.02)
+            assert box.state.snapshot is not None and box.state.status.refreshes["ok"] >= 1
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
