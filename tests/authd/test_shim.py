@@ -203,6 +203,24 @@ def test_revoked_after_a_live_reload(authd, keys):
         time.sleep(0.1)
 
 
+def test_revoking_an_attenuation_block_revokes_only_its_tokens(authd, keys):
+    import biscuit_auth as biscuit
+
+    parent = biscuit.Biscuit.from_base64(expiring(keys), keys.pair.public_key)
+    child = parent.append(biscuit.BlockBuilder('check if operation("authenticate");'))
+    accepted(login(authd, "alice", keys.hex, child.to_base64()), "alice", keys.hex)
+    authd.revocation_file.write_text(f"{child.revocation_ids[1]}\n")
+    try:
+        deadline = time.monotonic() + 10
+        while (result := login(authd, "alice", keys.hex, child.to_base64())).returncode == 0:
+            assert time.monotonic() < deadline, "revoking block 1 did not take effect"
+            time.sleep(0.1)
+        rejected(result, "revoked", "block 1")
+        accepted(login(authd, "alice", keys.hex, parent.to_base64()), "alice", keys.hex)
+    finally:
+        authd.revocation_file.write_text("")
+
+
 def test_authd_down(keys):
     url = f"http://127.0.0.1:{free_port()}"
     result = run_shim(authn_xml("alice", keys.hex, expiring(keys)), url)
