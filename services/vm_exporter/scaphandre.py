@@ -37,9 +37,11 @@ _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
 def vm_id_of(labels: dict[str, str]) -> int | None:
     """The OpenNebula VM id of a QEMU process's labels, None for any other process."""
     vmname = labels.get("vmname", "")
-    match = _VMNAME.fullmatch(vmname)
-    if match:
-        return int(match.group(1))
+    if vmname:
+        # Scaphandre cut the name out of `guest=` already: it decides, so a libvirt guest
+        # named `one-52-test` is not read from the cmdline as `one-52`.
+        match = _VMNAME.fullmatch(vmname)
+        return int(match.group(1)) if match else None
     match = _GUEST.search(labels.get("cmdline", ""))
     return int(match.group(1)) if match else None
 

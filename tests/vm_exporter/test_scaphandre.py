@@ -38,6 +38,8 @@ def test_vm_power_is_qemu_plus_its_helper_threads():
         ({"cmdline": "qemu-nameguest=win-builder,debug-threads=on"}, None),
         ({"cmdline": "/usr/sbin/libvirtd--timeout120"}, None),
         ({"vmname": "one-42a", "cmdline": ""}, None),
+        ({"vmname": "one-52-test", "cmdline": "qemu-nameguest=one-52-test,debug-threads=on"}, None),
+        ({"vmname": "", "cmdline": "qemu-nameguest=one-52,debug-threads=on"}, 52),
     ],
 )
 def test_vm_id_matches_guest_one_id_exactly(labels, vm_id):
