@@ -202,7 +202,9 @@ class Cloud:
         state, lcm = st.vm_state_name(vm.state), st.lcm_state_name(vm.lcm_state)
         hooks = self.matching_hooks("VM", state, lcm)
         if hooks and self._listeners:
-            event = StateEvent("VM", vm.id, state, lcm, vm_xml(vm, "extended"), vm.hostname)
+            # HookStateVM::format_message uses to_xml_extended(xml): every history record, so
+            # a hook fired on RUNNING after a migration sees the source host too
+            event = StateEvent("VM", vm.id, state, lcm, vm_xml(vm, "full"), vm.hostname)
             for listener in self._listeners:
                 listener(event, hooks)
 

@@ -2,7 +2,8 @@
 
 For each state change a hook waits for, COMMAND runs (relative paths under `--hook-dir`, as
 onehem prefixes its hook base path) with ARGUMENTS split on blanks and `$TEMPLATE` replaced by
-the base64 of the object's XML; with ARGUMENTS_STDIN=yes the arguments go to stdin instead.
+the base64 of the object's XML (a VM with all its HISTORY records, as one.vm.info shows
+it); with ARGUMENTS_STDIN=yes the arguments go to stdin instead.
 TIMEOUT (seconds, else `--hook-timeout`) kills the command's process group; like
 CommandManager the record then says "Timeout executing ..." with code 255 (`commands.py`).
 No retries: a failing hook is only recorded and logged. At most 10 hooks run at once
@@ -44,7 +45,8 @@ def hook_arguments(hook: Hook, event: StateEvent) -> str:
 
 
 def arguments_on_stdin(hook: Hook) -> bool:
-    return hook.template.get_str("ARGUMENTS_STDIN").strip().lower() in ("yes", "true")
+    """HEMHook#as_stdin?: only YES (any case) counts; its `casecmp || casecmp` rejects TRUE."""
+    return hook.template.get_str("ARGUMENTS_STDIN").strip().lower() == "yes"
 
 
 class HookRunner:

@@ -1,7 +1,8 @@
 """oned's XML for VMs, hosts, users and hooks (share/doc/xsd/*.xsd, element order included).
 
-`vm_xml(vm, "extended")` is VirtualMachine::to_xml_extended (what one.vm.info and
-one.vmpool.infoextended return), `vm_xml(vm, "short")` is to_xml_short (one.vmpool.info):
+`vm_xml(vm, "extended")` is VirtualMachine::to_xml (one.vmpool.infoextended: the last HISTORY),
+`vm_xml(vm, "full")` is to_xml_extended (one.vm.info and a hook's $TEMPLATE: every HISTORY),
+`vm_xml(vm, "short")` is to_xml_short (one.vmpool.info):
 TEMPLATE cut to CPU/MEMORY/VCPU/DISK/NIC/GRAPHICS without CONTEXT, USER_TEMPLATE cut to the
 scheduler's and Sunstone's attributes, the last HISTORY record in its short form.
 """

@@ -58,8 +58,10 @@ def test_vm_hook_gets_the_base64_vm_xml_as_argument(sim_factory, tmp_path):
     sim.control("POST", "/v1/vms/0/migrate", {"host": "kvm-01"})
     wait_for(lambda: len(executions(sim, hook_id)) == 2, what="the second execution")
     moved = ET.fromstring(base64.b64decode(out.read_text().splitlines()[1].split("|")[0]))
-    assert [h.findtext("HOSTNAME") for h in moved.iter("HISTORY")] == ["kvm-01"]  # last only
-    assert moved.findtext("HISTORY_RECORDS/HISTORY/SEQ") == "1"
+    # to_xml_extended(xml) as HookStateVM::format_message calls it: every history record,
+    # so a migration hook knows where the VM came from
+    assert [h.findtext("HOSTNAME") for h in moved.iter("HISTORY")] == ["kvm-02", "kvm-01"]
+    assert [h.findtext("SEQ") for h in moved.iter("HISTORY")] == ["0", "1"]
 
 
 def test_host_hook_with_arguments_on_stdin(sim_factory, tmp_path):
@@ -70,9 +72,16 @@ def test_host_hook_with_arguments_on_stdin(sim_factory, tmp_path):
         f'NAME = "host-error"\nTYPE = state\nCOMMAND = "{cmd}"\nARGUMENTS = "$TEMPLATE"\n'
         "ARGUMENTS_STDIN = yes\nRESOURCE = HOST\nSTATE = ERROR\n"
     )
+    # onehem's as_stdin? only accepts YES: with TRUE the template is on the command line
+    argv_hook = sim.one().hook.allocate(
+        'NAME = "host-error-argv"\nTYPE = state\nCOMMAND = "/bin/echo"\n'
+        'ARGUMENTS = "$TEMPLATE"\nARGUMENTS_STDIN = true\nRESOURCE = HOST\nSTATE = ERROR\n'
+    )
     sim.control("POST", "/v1/hosts/kvm-02/state", {"state": "ERROR"})
     record = wait_for(lambda: executions(sim, hook_id), what="the host hook")[0]
     assert record["code"] == 0 and record["stdout"] == "argc=0\n"  # nothing on the command line
+    echoed = wait_for(lambda: executions(sim, argv_hook), what="the TRUE hook")[0]
+    assert ET.fromstring(base64.b64decode(echoed["stdout"])).findtext("NAME") == "kvm-02"
     host = ET.fromstring(base64.b64decode(out.read_text()))
     assert (host.tag, host.findtext("NAME"), host.findtext("STATE")) == ("HOST", "kvm-02", "3")
     assert host.findtext("TEMPLATE/HOSTNAME") == "127.0.1.2"
@@ -80,7 +89,7 @@ def test_host_hook_with_arguments_on_stdin(sim_factory, tmp_path):
     sim.control("POST", "/v1/hosts/kvm-02/state", {"state": "MONITORED"})
     sim.control("POST", "/v1/hosts/kvm-01/state", {"state": "DISABLED"})
     status, body = sim.control("GET", "/v1/hooks/executions")
-    assert body["running"] == 0 and len(body["executions"]) == 1
+    assert body["running"] == 0 and len(body["executions"]) == 2
 
 
 def test_hook_timeout_kills_the_command_and_is_recorded(sim_factory, tmp_path):
