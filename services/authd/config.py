@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 from services.common.config import Listen, ServiceConfig, option
@@ -41,6 +42,13 @@ class AuthdConfig(ServiceConfig):
     workers: int = option(2, "verifier worker processes")
 
     def __post_init__(self) -> None:
+        # NaN passes every `<` test below and then fails each verification in the worker.
+        for flag, value in (
+            ("--datalog-max-time", self.datalog_max_time),
+            ("--verify-cpu-limit", self.verify_cpu_limit),
+        ):
+            if not math.isfinite(value):
+                raise ConfigError(f"{flag} must be a finite number of seconds")
         if self.datalog_max_time < MIN_MAX_TIME:
             raise ConfigError(f"--datalog-max-time must be at least {MIN_MAX_TIME} s")
         if self.datalog_max_facts < MIN_MAX_FACTS:

@@ -226,6 +226,8 @@ def test_sigterm_stops_workers_and_exits_0(tmp_path, keys):
         (["--datalog-max-iterations", "5"], "--datalog-max-iterations must be at least 100"),
         (["--verify-cpu-limit", "0.02"], "--verify-cpu-limit must be at least twice"),
         (["--workers", "0"], "--workers must be between 1 and 64"),
+        (["--datalog-max-time", "nan"], "--datalog-max-time must be a finite number"),
+        (["--verify-cpu-limit", "inf"], "--verify-cpu-limit must be a finite number"),
     ],
 )
 def test_bad_flags_exit_2(flags, needle):
