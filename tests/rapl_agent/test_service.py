@@ -74,15 +74,18 @@ def test_psys_is_preferred_when_present(tmp_path, start_agent):
 
 
 def test_no_spike_or_negative_value_across_wraps(tmp_path, start_agent):
-    # A 100 J range: the 34 W package wraps every ~3 s, several times during the test.
-    with SimHypervisor(tmp_path, max_energy_range_uj=100_000_000, tick=0.01) as hv:
+    # A 200 J range (the 34 W package wraps every ~6 s), its counter set 60 J below the top:
+    # the first wrap comes ~2 s in, and every later one ~6 s apart.
+    with SimHypervisor(tmp_path, max_energy_range_uj=200_000_000, tick=0.01) as hv:
+        hv.set_energy_uj("intel-rapl:0", 140_000_000)
         agent = start_agent(hv.powercap_root, hv.proc_root)
         readings = []
         wrapped = False
-        deadline = time.monotonic() + 20
+        after_wrap = 0
+        deadline = time.monotonic() + 25
         last_raw = hv.energy_uj("intel-rapl:0")
         seen = set()
-        while (not wrapped or len(readings) < 14) and time.monotonic() < deadline:
+        while (after_wrap < 4 or len(readings) < 14) and time.monotonic() < deadline:
             raw = hv.energy_uj("intel-rapl:0")
             wrapped = wrapped or raw < last_raw
             last_raw = raw
@@ -91,8 +94,13 @@ def test_no_spike_or_negative_value_across_wraps(tmp_path, start_agent):
             if stamp not in seen and HOST_W in fams:
                 seen.add(stamp)
                 readings.append(fams)
+                after_wrap += wrapped
             time.sleep(0.03)
-    assert wrapped, "the package counter never wrapped"
+        logs = agent.logs()
+    assert wrapped and after_wrap >= 4, "the agent did not sample across a wrap"
+    # The wrap was corrected, not refused: a refused interval logs and serves no power, which
+    # the readings above (powered snapshots only) would not show.
+    assert "counter went from" not in logs, logs
     energies = [value(f, "scaph_host_energy_microjoules") for f in readings]
     assert energies == sorted(energies), "host energy went backwards across a wrap"
     # A wrap mistaken for a reset or a negative delta would be off by ~100 J in 0.25 s.
