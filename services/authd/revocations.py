@@ -27,7 +27,8 @@ def parse_revocations(text: str) -> RevocationList:
     """Parse the file's text: blank lines and `#` comments are skipped, bad lines reported."""
     ids: set[str] = set()
     bad: list[int] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # A byte order mark (Windows editors) would otherwise make the first id a "bad line".
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
         entry = line.split("#", 1)[0].strip().lower()
         if not entry:
             continue

@@ -71,3 +71,10 @@ def test_revocation_file_parsing():
     assert parsed.first_revoked((b.upper(),)) == 0
     assert parsed.first_revoked(("00" * 64,)) is None
     assert parse_revocations("").ids == frozenset()
+
+
+def test_revocation_file_saved_with_a_byte_order_mark():
+    # Windows editors write a BOM: the first id must still be revoked, not skipped as bad.
+    a = "ab" * 64
+    parsed = parse_revocations(f"\ufeff{a}\r\n")
+    assert parsed.ids == {a} and parsed.bad_lines == ()
