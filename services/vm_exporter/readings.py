@@ -66,6 +66,9 @@ def parse_agent_vms(body: bytes | str) -> HostReading:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ReadingError(f"not JSON: {exc}") from None
+    except RecursionError:
+        # json's decoder recurses per nesting level: `[[[[...` from a broken agent.
+        raise ReadingError("not JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise ReadingError("expected a JSON object")
     host = doc.get("host")
