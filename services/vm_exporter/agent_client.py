@@ -12,11 +12,14 @@ import ipaddress
 import aiohttp
 
 from .join import Target
-from .readings import HostReading, ReadingError, parse_agent_vms
+from .readings import HostReading, parse_agent_vms
 from .scaphandre import parse_scaphandre
 
 VMS_PATH = "/api/v1/vms"
 METRICS_PATH = "/metrics"
+# ReadingError (a ValueError), or whatever else a parser trips on in a hostile reply: that
+# host is down, the refresh goes on.
+_UNPARSABLE = (ValueError, ArithmeticError, RecursionError)
 # Characters that would end a URL's host part (or are never in one): not a host name.
 _NOT_IN_HOST = frozenset("/?#@[]\\% ")
 
@@ -63,7 +66,7 @@ async def _fetch(
     if status == 200:
         try:
             return parse_agent_vms(body)
-        except ReadingError as exc:
+        except _UNPARSABLE as exc:
             raise AgentError("bad_reply", f"{base}{VMS_PATH}: {exc}") from None
     if status != 404:
         raise AgentError("http_status", f"{base}{VMS_PATH}: HTTP {status}")
@@ -75,7 +78,7 @@ async def _fetch(
         )
     try:
         return parse_scaphandre(body.decode("utf-8", errors="replace"))
-    except ReadingError as exc:
+    except _UNPARSABLE as exc:
         raise AgentError("bad_reply", f"{base}{METRICS_PATH}: {exc}") from None
 
 

@@ -14,6 +14,7 @@ exposition has quirks this reader absorbs:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from types import MappingProxyType
@@ -28,9 +29,10 @@ _WANTED = (PROCESS_POWER, HOST_POWER)
 
 # The name ends at a "," (libvirt's `guest=one-42,debug-threads=on`), the next argument
 # ("-S": argv is joined with no separator) or the end of the line.
-_GUEST = re.compile(r"guest=one-(\d+)(?=,|-|$)")
-_VMNAME = re.compile(r"one-(\d+)")
-_HELPER = re.compile(r"(?:vhost-|kvm-nx-lpage-recovery-|kvm-pit/)(\d+)")
+# Ids and pids have at most 18 digits: a longer run is not one (and int() refuses > 4300).
+_GUEST = re.compile(r"guest=one-(\d{1,18})(?=,|-|$)")
+_VMNAME = re.compile(r"one-(\d{1,18})")
+_HELPER = re.compile(r"(?:vhost-|kvm-nx-lpage-recovery-|kvm-pit/)(\d{1,18})")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
 
 
@@ -140,5 +142,7 @@ def parse_scaphandre(text: str) -> HostReading:
         vm_id = vm_of_pid.get(owner)
         if vm_id is not None:
             totals[vm_id] += per_pid[pid]
+    if not all(math.isfinite(power) for power in totals.values()):
+        raise ReadingError("a VM's power adds up to more than a float holds: not a power")
     vms = {vm_id: VmReading(int(round(power))) for vm_id, power in totals.items()}
     return HostReading(SCAPHANDRE, host_power, MappingProxyType(vms))

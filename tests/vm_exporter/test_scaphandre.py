@@ -40,6 +40,8 @@ def test_vm_power_is_qemu_plus_its_helper_threads():
         ({"vmname": "one-42a", "cmdline": ""}, None),
         ({"vmname": "one-52-test", "cmdline": "qemu-nameguest=one-52-test,debug-threads=on"}, None),
         ({"vmname": "", "cmdline": "qemu-nameguest=one-52,debug-threads=on"}, 52),
+        ({"vmname": "one-" + "9" * 5000, "cmdline": ""}, None),
+        ({"cmdline": "qemu-nameguest=one-" + "9" * 5000 + ",debug-threads=on"}, None),
     ],
 )
 def test_vm_id_matches_guest_one_id_exactly(labels, vm_id):
@@ -77,3 +79,13 @@ def test_negative_or_nan_values_are_not_power():
     line = 'scaph_process_power_consumption_microwatts{{pid="{0}",exe="q",vmname="one-{0}"}} {1}\n'
     reading = parse_scaphandre(line.format(1, "NaN") + line.format(2, -5) + line.format(3, 5))
     assert {k: v.power_uw for k, v in reading.vms.items()} == {3: 5}
+
+
+def test_absurd_values_are_a_reading_error_or_ignored_never_a_crash():
+    line = 'scaph_process_power_consumption_microwatts{{pid="{0}",exe="{1}",vmname="{2}"}} {3}\n'
+    # Two finite powers whose sum overflows to infinity once crashed the refresh.
+    with pytest.raises(ReadingError):
+        parse_scaphandre(line.format(1, "q", "one-1", 1e308) + line.format(2, "q", "one-1", 1e308))
+    page = line.format(3, "vhost-" + "9" * 5000, "", 5) + line.format(4, "q", "one-4", 7)
+    page += line.format("9" * 5000, "q", "one-5", 9)
+    assert {k: v.power_uw for k, v in parse_scaphandre(page).vms.items()} == {4: 7}
