@@ -410,6 +410,12 @@ class Cloud:
             host.template.merge(new)
         else:
             host.template = new
+        # Host::post_update_template: the drivers are taken from the template when given and
+        # always written back, so even a replace keeps IM_MAD and VM_MAD
+        host.im_mad = host.template.get_str("IM_MAD") or host.im_mad
+        host.vm_mad = host.template.get_str("VM_MAD") or host.vm_mad
+        host.template.replace("IM_MAD", host.im_mad)
+        host.template.replace("VM_MAD", host.vm_mad)
         host.invalidate()
         return host
 

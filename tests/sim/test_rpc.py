@@ -150,10 +150,12 @@ def test_host_update_replace_and_merge(sim_factory):
     assert merged["HOSTNAME"] == "127.0.1.1"  # merge keeps the rest
     one.host.update(0, {"GEOLOCATION": "1.0000,2.0000"}, 1)  # pyone's dict form
     assert one.host.info(0).TEMPLATE["GEOLOCATION"] == "1.0000,2.0000"
-    one.host.update(0, 'ONLY = "this"')  # mode 0 (the default) replaces everything
-    assert dict(one.host.info(0).TEMPLATE) == {"ONLY": "this"}
+    # mode 0 (the default) replaces everything; Host::post_update_template puts the drivers back
+    one.host.update(0, 'ONLY = "this"')
+    drivers = {"IM_MAD": "kvm", "VM_MAD": "kvm"}
+    assert dict(one.host.info(0).TEMPLATE) == {"ONLY": "this", **drivers}
     one.host.update(0, "<TEMPLATE><A>1</A></TEMPLATE>", 1)
-    assert dict(one.host.info(0).TEMPLATE) == {"A": "1", "ONLY": "this"}
+    assert dict(one.host.info(0).TEMPLATE) == {"A": "1", "ONLY": "this", **drivers}
     bad = sim.raw("one.host.update", 0, 'BROKEN = "x', 1)
     assert bad[0] is False and bad[2] == 0x2000
     assert bad[1].startswith("[one.host.update] Cannot update template. Parse error:")
