@@ -18,7 +18,7 @@ from aiohttp import web
 from services.common.errors import ConfigError
 
 from .auth import Authenticator
-from .cloud import Cloud
+from .cloud import Cloud, CloudError
 from .config import MAX_BURNERS, SimConfig
 from .control import create_control_app
 from .fleet import Fleet, FleetError, generate_fleet, load_fleet
@@ -52,6 +52,8 @@ def build_cloud(config: SimConfig) -> Cloud:
         cloud.load_fleet(build_fleet(config))
     except FleetError as exc:
         raise ConfigError(str(exc)) from None
+    except CloudError as exc:  # valid entries oned would still refuse (taken name, ERROR host)
+        raise ConfigError(f"fleet file {config.fleet}: {exc.message}") from None
     running = sum(1 for vm in cloud.vms.values() if vm.running)
     if config.hypervisors is not None and running > MAX_BURNERS:
         raise ConfigError(

@@ -312,6 +312,8 @@ def vm_spec(raw: Any, where: str, host_names: set[str] | None = None) -> VmSpec:
         raise FleetError(f"{where}.state: must be one of {', '.join(VM_STATES_ALLOWED)}")
     if state not in ("pending", "done") and host is None:
         raise FleetError(f"{where}: state {state} needs a host")
+    if state == "pending" and host is not None:
+        raise FleetError(f"{where}: a pending VM has no host yet (drop host or state)")
     fraction = _get(data, "cpu_fraction", where, float, DEFAULT_CPU_FRACTION)
     if not 0 <= fraction <= 1:
         raise FleetError(f"{where}.cpu_fraction: must be between 0 and 1")

@@ -84,6 +84,11 @@ def test_malformed_yaml_fleet_is_one_clear_line_and_exit_2(tmp_path):
         ("vms:\n  - host: nowhere\n", "vms[0].host: no host named 'nowhere'"),
         ("hosts:\n  - {name: a, cpus: many}\n", "hosts[0].cpus: expected int"),
         ("- just\n- a list\n", "must be a mapping"),
+        ("hosts: [{name: a}]\nvms: [{host: a, state: pending}]\n", "a pending VM has no host"),
+        # valid entries oned itself would refuse: one line too, not a traceback
+        ("hosts: [{name: a}]\nusers: [{name: oneadmin, password: x}]\n", "already taken"),
+        ("hosts: [{name: a}]\nvms: [{owner: ghost}]\n", "no user named 'ghost'"),
+        ("hosts: [{name: a, state: ERROR}]\nvms: [{host: a}]\n", "Host a [0] is ERROR"),
     ],
 )
 def test_invalid_fleet_names_the_field(tmp_path, text, message):
@@ -91,6 +96,7 @@ def test_invalid_fleet_names_the_field(tmp_path, text, message):
     path.write_text(text)
     code, err = sim_command("--fleet", str(path))
     assert code == 2 and message in err and str(path) in err
+    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_missing_fleet_file_and_bad_flags(tmp_path):
