@@ -77,9 +77,17 @@ async def authenticate(request: web.Request) -> web.Response:
     except KeyFormatError as exc:
         verdict = Verdict(Reason.BAD_KEY, f"bad stored key (the user's PASSWORD): {exc}")
     else:
-        verdict = _revoked(
-            await app[POOL].verify(secret, key, username), app[WATCHER].state.revocations
-        )
+        if app[WATCHER].state.unknown:
+            # Unreadable since start (e.g. wrong owner): accepting would ignore every revocation.
+            verdict = Verdict(
+                Reason.UNAVAILABLE,
+                f"the revocation file cannot be read ({app[WATCHER].state.error}); "
+                "no login is accepted until it can",
+            )
+        else:
+            verdict = _revoked(
+                await app[POOL].verify(secret, key, username), app[WATCHER].state.revocations
+            )
     app[DURATION].observe(time.perf_counter() - started)
     app[COUNTS][verdict.reason] += 1
     # Never the token: the user, the outcome and why.

@@ -28,6 +28,11 @@ class RevocationState:
     reloads: int = 0
     loaded_at: float = 0.0
 
+    @property
+    def unknown(self) -> bool:
+        """True when the file exists but was never read: which tokens are revoked is unknown."""
+        return self.status == "error" and self.reloads == 0
+
 
 def _signature(path: Path) -> tuple[int, ...] | str | None:
     """What identifies a version of the file: None when missing, a reason when unreadable."""

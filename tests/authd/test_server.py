@@ -204,6 +204,23 @@ def test_revocation_file_lifecycle(tmp_path, keys):
         server.service.close()
 
 
+def test_revocation_file_unreadable_at_start_refuses_logins(tmp_path, keys):
+    # No list was ever read, so nobody knows which tokens are revoked: fail closed.
+    (tmp_path / "revoked.txt").mkdir()
+    server = start_authd(tmp_path)
+    try:
+        token = expiring(keys)
+        status, body = server.login("alice", keys.hex, token)
+        assert status == 503 and body["reason"] == "unavailable", body
+        assert "revocation" in body["error"]
+        assert http("GET", server.base + "/healthz")[0] == 503
+        server.revocation_file.rmdir()
+        server.revocation_file.write_text("# nothing revoked\n")
+        wait_for(lambda: server.login("alice", keys.hex, token)[0] == 200, what="readable")
+    finally:
+        server.service.close()
+
+
 def test_sigterm_stops_workers_and_exits_0(tmp_path, keys):
     server = start_authd(tmp_path)
     try:
