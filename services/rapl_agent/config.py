@@ -7,6 +7,8 @@ from pathlib import Path
 
 from services.common.config import Listen, ServiceConfig, option
 
+MAX_INTERVAL_S = 300.0
+
 
 @dataclasses.dataclass(frozen=True)
 class RaplConfig(ServiceConfig):
@@ -23,9 +25,12 @@ class RaplConfig(ServiceConfig):
     max_cmdline: int = option(512, "characters of a process's cmdline kept in its label")
 
     def __post_init__(self) -> None:
-        if not 0.05 <= self.interval <= 3600:
+        # A delta over half a counter's range is taken as a reset (energy.py). RAPL counters
+        # span ~262 kJ: a 400 W socket covers half of that in ~330 s, so intervals stay below.
+        if not 0.05 <= self.interval <= MAX_INTERVAL_S:
             raise ValueError(
-                f"--interval must be between 0.05 and 3600 seconds, got {self.interval}"
+                f"--interval must be between 0.05 and {MAX_INTERVAL_S:g} seconds, "
+                f"got {self.interval}"
             )
         if self.max_cmdline < 0:
             raise ValueError(f"--max-cmdline must be >= 0, got {self.max_cmdline}")

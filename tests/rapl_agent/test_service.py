@@ -113,7 +113,7 @@ def test_no_spike_or_negative_value_across_wraps(tmp_path, start_agent):
 def test_first_sample_yields_energy_but_no_power(tmp_path, start_agent):
     with SimHypervisor(tmp_path) as hv:
         hv.start_vm(5, cpu_fraction=0.1)
-        agent = start_agent(hv.powercap_root, hv.proc_root, interval=600)
+        agent = start_agent(hv.powercap_root, hv.proc_root, interval=300)
         status, body = agent.json("/api/v1/vms")
         fams = agent.metrics()
     assert status == 200
@@ -269,6 +269,7 @@ def test_http_errors_and_graceful_stop(tmp_path, start_agent):
     "args, message",
     [
         (["--interval", "0"], "--interval must be between"),
+        (["--interval", "301"], "--interval must be between 0.05 and 300 seconds"),
         (["--max-cmdline", "-1"], "--max-cmdline must be >= 0"),
         (["--listen", "nowhere"], "--listen"),
         (["--bogus"], "unrecognized arguments"),
