@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
 # Attributes every LogRecord has; anything else came through `extra=` and is logged as a field.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,7 +43,8 @@ class TextFormatter(logging.Formatter):
         extras = [f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD]
         if extras:
             text += " " + " ".join(extras)
-        return text.replace("\n", " | ")
+        # One event, one line, and no terminal control codes smuggled in through user input.
+        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text.replace("\n", " | "))
 
 
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
