@@ -241,8 +241,12 @@ class Cloud:
             return
         now = self.now()
         last = vm.history[-1]
-        if not last.etime:
-            last.etime = last.retime = now
+        if not leave_host:
+            # poweroff / suspend: only the running period ends (set_running_etime); ETIME is
+            # set when the VM boots again or leaves the host (LifeCycleManager::trigger_restart)
+            last.retime = last.retime or now
+        elif not last.etime:
+            last.etime, last.retime = now, last.retime or now
             last.estime = last.eetime = now
         last.action = st.HISTORY_ACTIONS[action]
         if leave_host:
@@ -324,6 +328,8 @@ class Cloud:
         if vm.state in (st.POWEROFF, st.SUSPENDED):
             host = self.host(vm.host_id)
             boot = "BOOT_POWEROFF" if vm.state == st.POWEROFF else "BOOT_SUSPENDED"
+            if vm.history and not vm.history[-1].etime:
+                vm.history[-1].etime = self.now()
             self._open_history(vm, host, action=0)
             self._walk(vm, ("ACTIVE", boot), ("ACTIVE", "RUNNING"))
         elif vm.state in (st.UNDEPLOYED, st.STOPPED):

@@ -86,7 +86,10 @@ def test_vm_info_has_every_history_record(fleet_sim):
     assert vm.TEMPLATE["CONTEXT"]["ETH0_IP"] == "10.1.0.8"
     assert vm.USER_TEMPLATE["FLAVOURS"] == "gpu.large"
     assert [h.HOSTNAME for h in vm.HISTORY_RECORDS.HISTORY] == ["edge-b"]
-    assert vm.HISTORY_RECORDS.HISTORY[0].ETIME > 0
+    # powered off in place: the running period ended, the record stays open (ETIME 0) until
+    # the VM boots again or leaves the host, as oned's trigger_poweroff_success leaves it
+    record = vm.HISTORY_RECORDS.HISTORY[0]
+    assert record.RETIME > 0 and record.ETIME == 0
     done = fleet_sim.one().vm.info(10)
     assert done.STATE == 6 and done.ETIME > 0
 
@@ -177,11 +180,13 @@ def test_vm_actions_over_xmlrpc(sim_factory):
     one = sim.one()
     assert one.vm.action("poweroff", 0) == 0
     assert one.vm.info(0).STATE == 8
+    assert one.vm.info(0).HISTORY_RECORDS.HISTORY[-1].ETIME == 0
     one.vm.action("resume", 0)
     one.vm.migrate(0, 1, True)
     vm = one.vm.info(0)
     assert (vm.STATE, vm.LCM_STATE) == (3, 3)
     assert [h.HID for h in vm.HISTORY_RECORDS.HISTORY] == [0, 0, 1]
+    assert [h.ETIME > 0 for h in vm.HISTORY_RECORDS.HISTORY] == [True, True, False]
     one.vm.action("poweroff", 0)
     with pytest.raises(pyone.OneActionException, match="not available for state POWEROFF"):
         one.vm.action("poweroff", 0)
