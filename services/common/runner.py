@@ -47,14 +47,14 @@ def serve(
         fail(prog, str(exc))
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    log.info("%s listening on %s", prog, config.listen)
     try:
         web.run_app(
             app,
             host=config.listen.host,
             port=config.listen.port,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
-            print=None,
+            # aiohttp calls `print` once the socket is bound: log it then, not before.
+            print=lambda _banner: log.info("%s listening on %s", prog, config.listen),
             access_log=logging.getLogger("aiohttp.access"),
             loop=loop,
         )

@@ -161,7 +161,8 @@ def test_listen_in_use_is_a_clear_error(echo):
     result = run([*ECHO, "--listen", f"127.0.0.1:{port}"])
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "listening on" not in result.stderr
+    assert f"echo-service listening on 127.0.0.1:{port}" in service.output()[1]
 
 
 def test_ipv6_listen(start_service):
