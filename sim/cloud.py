@@ -412,6 +412,10 @@ class Cloud:
             new = parse_template(text)
         except TemplateError as exc:
             raise TemplateRejected(f"Cannot update template. Parse error: {exc}") from None
+        if not new.renders_as_xml():
+            # oned takes it, fails validate_xml when writing the host back to its DB, and
+            # SharedAPI::update ignores that failure: success, and nothing changes
+            return host
         if merge:
             host.template.merge(new)
         else:
@@ -498,6 +502,8 @@ class Cloud:
         else:
             raise AllocateError(f"Invalid resource type: {resource}")
         tmpl.replace("RESOURCE", resource)
+        if not tmpl.renders_as_xml():  # Hook::insert_replace's validate_xml
+            raise AllocateError("Error transforming the Hook to XML.")
         timeout = tmpl.get_str("TIMEOUT")
         if timeout and not timeout.strip().isdigit():
             raise AllocateError(f"TIMEOUT must be a number of seconds, got {timeout!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import random
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -246,10 +247,19 @@ def _get(data: Mapping, key: str, where: str, kind: type, default: Any) -> Any:
     return value
 
 
+# what oned's template parser takes ([[:alnum:]_]+) and can still write as an XML element
+_ATTR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
 def _attrs(data: Mapping, key: str, where: str) -> dict[str, Any]:
     value = data.get(key) or {}
     if not isinstance(value, Mapping):
         raise FleetError(f"{where}.{key}: must be a mapping of attribute names to values")
+    for name, item in value.items():
+        items = item if isinstance(item, list) else [item]
+        names = [name] + [k for i in items if isinstance(i, Mapping) for k in i]
+        for bad in (n for n in names if not _ATTR_NAME.match(str(n))):
+            raise FleetError(f"{where}.{key}: {str(bad)!r} is not an attribute name")
     return {str(k).upper(): v for k, v in value.items()}
 
 

@@ -101,6 +101,14 @@ class Template:
     def __len__(self) -> int:
         return len(self.attrs)
 
+    def renders_as_xml(self) -> bool:
+        """False when a name the parser accepts (`1A = x`) cannot be an XML element name."""
+        for name, value in self.attrs:
+            keys = [name, *value] if isinstance(value, dict) else [name]
+            if any(not _XML_NAME.match(key) for key in keys):
+                return False
+        return True
+
 
 def escape(text: str) -> str:
     """XML text escaping (one_util::escape_xml), fast path when nothing needs it."""
@@ -138,6 +146,7 @@ def _scalar(value: object) -> str:
 # ---------------------------------------------------------------------------------------------
 
 _NAME = re.compile(r"[A-Za-z0-9_]+")
+_XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 _BLANK = " \t"
 _UNQUOTED_STOP = set("=#,[]\n \t")
 

@@ -85,6 +85,8 @@ def test_malformed_yaml_fleet_is_one_clear_line_and_exit_2(tmp_path):
         ("hosts:\n  - {name: a, cpus: many}\n", "hosts[0].cpus: expected int"),
         ("- just\n- a list\n", "must be a mapping"),
         ("hosts: [{name: a}]\nvms: [{host: a, state: pending}]\n", "a pending VM has no host"),
+        ("hosts: [{name: a, template: {1A: x}}]\n", "hosts[0].template: '1A' is not an"),
+        ("vms: [{user_template: {V: {A B: 1}}}]\n", "vms[0].user_template: 'A B' is not"),
         # valid entries oned itself would refuse: one line too, not a traceback
         ("hosts: [{name: a}]\nusers: [{name: oneadmin, password: x}]\n", "already taken"),
         ("hosts: [{name: a}]\nvms: [{owner: ghost}]\n", "no user named 'ghost'"),

@@ -159,6 +159,10 @@ def test_host_update_replace_and_merge(sim_factory):
     assert dict(one.host.info(0).TEMPLATE) == {"ONLY": "this", **drivers}
     one.host.update(0, "<TEMPLATE><A>1</A></TEMPLATE>", 1)
     assert dict(one.host.info(0).TEMPLATE) == {"A": "1", "ONLY": "this", **drivers}
+    # `1A` parses but is no XML element name: oned's write-back fails, the call still succeeds
+    assert sim.raw("one.host.update", 0, "1A = x\nB = y", 1)[:3] == [True, 0, 0]
+    assert dict(one.host.info(0).TEMPLATE) == {"A": "1", "ONLY": "this", **drivers}
+    assert len(one.hostpool.info().HOST) == 1
     bad = sim.raw("one.host.update", 0, 'BROKEN = "x', 1)
     assert bad[0] is False and bad[2] == 0x2000
     assert bad[1].startswith("[one.host.update] Cannot update template. Parse error:")
@@ -294,6 +298,8 @@ def test_hook_pool_and_info_parse(sim_factory, tmp_path: Path):
     assert pool.HOOK[0].TEMPLATE["STATE"] == "ERROR"
     hook = one.hook.info(hook_id)
     assert hook.TEMPLATE["COMMAND"] == "/bin/true" and hook.TEMPLATE["REMOTE"] == "NO"
+    with pytest.raises(pyone.OneException, match="Error transforming the Hook to XML"):
+        one.hook.allocate("NAME=x\nTYPE=state\nCOMMAND=/bin/true\nRESOURCE=HOST\nSTATE=ERROR\n9=x")
     with pytest.raises(pyone.OneException, match="No COMMAND in template for Hook"):
         one.hook.allocate("NAME = x\nTYPE = state\nRESOURCE = HOST\nSTATE = ERROR\n")
     one.hook.delete(hook_id)
