@@ -3,8 +3,9 @@
 The agent keeps a per-VM energy counter, but that counter belongs to one host and one agent
 run: a migration shows a different counter, an agent restart resets it. The exporter's total
 is the sum of the deltas it saw, per source (host, kind), so neither resets nor jumps it:
-- same source, counter grew: add the growth; counter fell: the agent restarted, add the new
-  value (energy since its restart);
+- same source, counter grew: add the growth; counter fell (the agent restarted) or belongs to
+  another QEMU pid (the VM's process was restarted, or it came back to this host): add the new
+  value, all of it drawn since that counter started;
 - a source first seen for a VM the exporter already knew (migration, new VM): add its value,
   all of it drawn since the exporter last knew the VM; for a VM never known before (the
   exporter just started, or its host was down until now) the value may predate the exporter:
@@ -33,6 +34,7 @@ class Mark:
     at: float
     energy_uj: int | None
     power_uw: int | None
+    pid: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,9 +58,10 @@ def _delta(prev: Mark | None, cur: Mark, known_before: bool, max_gap_s: float) -
     if cur.energy_uj is not None:
         if prev is None or prev.energy_uj is None:
             return cur.energy_uj if known_before else 0
-        if cur.energy_uj >= prev.energy_uj:
+        new_process = prev.pid is not None and cur.pid is not None and prev.pid != cur.pid
+        if cur.energy_uj >= prev.energy_uj and not new_process:
             return cur.energy_uj - prev.energy_uj
-        return cur.energy_uj  # the counter was reset: an agent restart
+        return cur.energy_uj  # a new counter: an agent restart or a new QEMU process
     if prev is None or prev.power_uw is None or cur.power_uw is None:
         return 0
     elapsed = cur.at - prev.at
@@ -98,7 +101,7 @@ def advance(
         if reading is None or source is None:
             out[vm.id] = state  # known to draw nothing this time
             continue
-        cur = Mark(now, reading.energy_uj, reading.power_uw)
+        cur = Mark(now, reading.energy_uj, reading.power_uw, reading.pid)
         added = _delta(state.mark(source), cur, prev is not None, max_gap_s)
         out[vm.id] = VmEnergy(state.total_uj + added, _remember(state.marks, source, cur))
     return out

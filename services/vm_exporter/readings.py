@@ -29,6 +29,8 @@ class VmReading:
 
     power_uw: int | None
     energy_uj: int | None = None
+    # The agent's counter belongs to one QEMU process: a new pid is a new counter from 0.
+    pid: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -86,11 +88,14 @@ def parse_agent_vms(body: bytes | str) -> HostReading:
             continue
         power = _number(entry.get("power_uw"), f"vms[{vm_id}].power_uw", nullable=True)
         energy = _number(entry.get("energy_uj"), f"vms[{vm_id}].energy_uj", nullable=True)
+        pid = entry.get("pid")
+        pid = pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
         seen = vms.get(vm_id)
         if seen is not None:
             # Two QEMU processes claiming one VM both draw power: count both.
             power = None if power is None or seen.power_uw is None else power + seen.power_uw
             if energy is not None and seen.energy_uj is not None:
                 energy += seen.energy_uj
-        vms[vm_id] = VmReading(power, energy)
+            pid = None  # no single process owns the summed counter
+        vms[vm_id] = VmReading(power, energy, pid)
     return HostReading(AGENT, host_power, MappingProxyType(vms), host_energy)

@@ -13,8 +13,8 @@ VM = Vm(42, 3, 3, 0, "node1", None, None, 1, (), 0, -1.0)
 GAP = 50.0
 
 
-def _agent(host: int, energy: int, power: int | None = 1) -> Attribution:
-    return Attribution(power, VmReading(power, energy), (host, AGENT))
+def _agent(host: int, energy: int, power: int | None = 1, pid: int | None = None) -> Attribution:
+    return Attribution(power, VmReading(power, energy, pid), (host, AGENT))
 
 
 def _run(steps, vm=VM):
@@ -33,6 +33,14 @@ def test_first_sight_is_a_baseline_then_deltas_accumulate():
         3_000,
         3_500,
     ]
+
+
+def test_a_new_qemu_pid_is_a_new_counter_even_when_it_already_grew_past_the_old():
+    # The VM left host 0 and came back (or QEMU restarted) between two refreshes: the new
+    # process's counter started at 0 and already reached 9,000 uJ, above the old one's 8,000.
+    steps = [(0, _agent(0, 5_000, pid=100)), (15, _agent(0, 8_000, pid=100))]
+    totals = _run([*steps, (30, _agent(0, 9_000, pid=200)), (45, _agent(0, 9_500, pid=200))])
+    assert totals == [0, 3_000, 12_000, 12_500]
 
 
 def test_agent_restart_resets_its_counter_without_losing_or_jumping():

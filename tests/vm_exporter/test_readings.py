@@ -50,8 +50,8 @@ def test_reads_host_and_vms_by_opennebula_id():
     assert reading.source == AGENT
     assert reading.host_power_uw == 61_000_000 and reading.host_energy_uj == 9_000_000_000
     assert dict(reading.vms) == {
-        42: VmReading(18_000_000, 5_000_000),
-        52: VmReading(None, 0),  # first sample: power not known yet
+        42: VmReading(18_000_000, 5_000_000, 4242),
+        52: VmReading(None, 0, 5252),  # first sample: power not known yet
     }
 
 
