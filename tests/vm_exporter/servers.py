@@ -47,19 +47,28 @@ class _Quiet(BaseHTTPRequestHandler):
         pass
 
 
-class HttpAgent:
+class _Threaded:
+    """A socketserver serving in a daemon thread; `close` releases held handlers, then stops."""
+
+    def __init__(self, server: socketserver.TCPServer) -> None:
+        self.release = threading.Event()
+        self.server = server
+        server.daemon_threads = True  # type: ignore[attr-defined]
+        self.thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class HttpAgent(_Threaded):
     """An HTTP server on `address:port` answering each path with a route function."""
 
     def __init__(self, address: str, port: int, routes: dict[str, Route]) -> None:
         handler = type("Handler", (_Quiet,), {"routes": routes})
-        self.server = ThreadingHTTPServer((address, port), handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(ThreadingHTTPServer((address, port), handler))
 
 
 def send(handler: BaseHTTPRequestHandler, body: bytes, content_type: str) -> None:
@@ -94,34 +103,24 @@ def agent_json(vms: dict[int, tuple[int | None, int]], host_power_uw: int = 50_0
     ).encode()
 
 
-class HangingServer:
+class HangingServer(_Threaded):
     """Accepts TCP connections and never answers (until closed)."""
 
     def __init__(self, address: str, port: int) -> None:
-        self.release = threading.Event()
-        release = self.release
+        hanging = self
 
         class Hold(socketserver.BaseRequestHandler):
             def handle(self) -> None:
-                release.wait()
+                hanging.release.wait()
 
-        self.server = socketserver.ThreadingTCPServer((address, port), Hold)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(socketserver.ThreadingTCPServer((address, port), Hold))
 
 
-class Proxy:
+class Proxy(_Threaded):
     """A TCP proxy to `target`; `hang = True` makes new connections accepted but never served."""
 
     def __init__(self, address: str, port: int, target: tuple[str, int]) -> None:
         self.hang = False
-        self.release = threading.Event()
         proxy = self
 
         class Relay(socketserver.BaseRequestHandler):
@@ -141,15 +140,7 @@ class Proxy:
                     _pump(self.request, upstream)
                     pump.join(10)
 
-        self.server = socketserver.ThreadingTCPServer((address, port), Relay)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(socketserver.ThreadingTCPServer((address, port), Relay))
 
 
 def _pump(src: socket.socket, dst: socket.socket) -> None:

@@ -57,6 +57,18 @@ async def _serve(replies: dict[str, str], calls: list):
     return runner, f"http://127.0.0.1:{port}/RPC2"
 
 
+async def _refresh_once(url: str, port: int) -> tuple[StateBox, Health]:
+    """One real refresh against the oned at `url`, agents on `port`."""
+    config = ExporterConfig(one_xmlrpc=url, agent_port=port, agent_timeout=1.0)
+    box, health = StateBox(), Health("vm_exporter")
+    async with aiohttp.ClientSession() as oned_http, aiohttp.ClientSession() as agent_http:
+        refresher = Refresher(
+            config, Oned(oned_http, url, "oneadmin:pw", timeout=5), agent_http, box, health
+        )
+        await refresher.once()
+    return box, health
+
+
 @pytest.fixture
 async def oned():
     calls: list = []
@@ -80,14 +92,8 @@ async def test_running_vm_missing_from_its_hosts_list_is_still_measured(oned):
             {"/api/v1/vms": lambda h: send(h, agent_json({524: (9_000_000, 10)}), "text/json")},
         ),
     ]
-    config = ExporterConfig(one_xmlrpc=url, agent_port=port, agent_timeout=1.0)
-    box, health = StateBox(), Health("vm_exporter")
     try:
-        async with aiohttp.ClientSession() as oned_http, aiohttp.ClientSession() as agent_http:
-            refresher = Refresher(
-                config, Oned(oned_http, url, "oneadmin:pw", timeout=5), agent_http, box, health
-            )
-            await refresher.once()
+        box, health = await _refresh_once(url, port)
     finally:
         for agent in agents:
             agent.close()
@@ -120,14 +126,8 @@ async def test_a_host_name_that_is_no_address_costs_that_host_only(name):
         port,
         {"/api/v1/vms": lambda h: send(h, agent_json({42: (4_000_000, 10)}), "text/json")},
     )
-    config = ExporterConfig(one_xmlrpc=url, agent_port=port, agent_timeout=1.0)
-    box, health = StateBox(), Health("vm_exporter")
     try:
-        async with aiohttp.ClientSession() as oned_http, aiohttp.ClientSession() as agent_http:
-            refresher = Refresher(
-                config, Oned(oned_http, url, "oneadmin:pw", timeout=5), agent_http, box, health
-            )
-            await refresher.once()
+        box, health = await _refresh_once(url, port)
     finally:
         agent.close()
         await runner.cleanup()
