@@ -411,6 +411,9 @@ def test_hook_update_replaces_or_merges_as_oned(sim):
             reply[1].startswith("[one.hook.update] Cannot update template.") and message in reply[1]
         )
     assert dict(one.hook.info(hook_id).TEMPLATE) == before
+    # a name the parser takes but XML cannot hold: the write-back fails, the call succeeds
+    assert sim.raw("one.hook.update", hook_id, "1A = x", 1)[:3] == [True, hook_id, 0]
+    assert dict(one.hook.info(hook_id).TEMPLATE) == before
     # merge (1): named attributes replace, the rest stays
     assert one.hook.update(hook_id, 'ARGUMENTS = "$TEMPLATE merged"\nTIMEOUT = 5', 1) == hook_id
     merged = dict(one.hook.info(hook_id).TEMPLATE)
