@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import Service, free_port  # noqa: E402
+from testkit import Service, free_port  # noqa: E402
 
 HOSTS, VMS_PER_HOST = 500, 20
 CALLS = 7

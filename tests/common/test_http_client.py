@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from services.common.http_client import HTTP_CLIENT, client_session_ctx
-from tests.helpers import free_port
+from testkit import free_port
 
 
 async def test_session_lives_with_the_app_and_enforces_its_timeout():

@@ -11,7 +11,7 @@ import pytest
 
 from services.common.errors import OneError
 from services.common.one import OneClient
-from tests.helpers import free_port
+from testkit import free_port
 from tests.sim.conftest import Sim, start_sim
 
 AUTHENTICATION = 0x100

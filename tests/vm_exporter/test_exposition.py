@@ -16,7 +16,7 @@ from services.vm_exporter.join import Target, attribute
 from services.vm_exporter.pool import parse_host_pool, parse_vm_pool
 from services.vm_exporter.readings import AGENT, HostReading, VmReading
 from services.vm_exporter.snapshot import build_snapshot
-from tests.helpers import ROOT
+from testkit import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "one"
 VMS = parse_vm_pool((FIXTURES / "vmpool_infoextended.xml").read_text()).items

@@ -13,7 +13,7 @@ from services.vm_exporter.pool import (
     parse_vm_pool,
     vm_pool_reader,
 )
-from tests.helpers import ROOT
+from testkit import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "one"
 VM_XML = (FIXTURES / "vmpool_infoextended.xml").read_text()

@@ -6,7 +6,7 @@ import pytest
 
 from services.vm_exporter.readings import SCAPHANDRE, ReadingError
 from services.vm_exporter.scaphandre import parse_scaphandre, vm_id_of
-from tests.helpers import ROOT
+from testkit import ROOT
 
 PAGE = (ROOT / "tests" / "fixtures" / "scaphandre" / "metrics_qemu.txt").read_text()
 
