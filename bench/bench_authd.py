@@ -23,7 +23,7 @@ import aiohttp
 import biscuit_auth as biscuit
 
 from services.authd.verifier import verify
-from tests.helpers import ROOT, Service, free_port
+from testkit import ROOT, Service, free_port
 
 SHIM = ROOT / "services" / "authd" / "shim" / "authenticate"
 # oned runs drivers with systemd's default PATH, so `#!/usr/bin/env python3` is the system one.

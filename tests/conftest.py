@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.helpers import Service
+from testkit import Service
 
 
 @pytest.fixture

@@ -58,3 +58,15 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     logging.getLogger("aiohttp.access").setLevel(
         logging.DEBUG if level == "debug" else logging.WARNING
     )
+
+
+# A user name, host name or path from a request is logged at most this long (SPEC section 4).
+FIELD_LIMIT = 200
+
+
+def clip(value: object, limit: int = FIELD_LIMIT) -> str:
+    """A request field fit for a log line: repr-escaped and cut to `limit` characters."""
+    text = repr(value) if isinstance(value, str) else repr(str(value))
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit} more]"

@@ -14,6 +14,8 @@ import os
 import resource
 from pathlib import Path
 
+from services.common.vm_identity import helper_owner, vm_from_argv
+
 from .exposition import process_labels
 from .procstat import (
     SystemStat,
@@ -25,7 +27,6 @@ from .procstat import (
     parse_uptime,
 )
 from .snapshot import ProcInfo
-from .vms import helper_owner, vm_from_cmdline
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _MAX_CMDLINE_BYTES = 256 * 1024
@@ -178,7 +179,7 @@ class ProcReader:
             raw = b""
         argv = parse_cmdline(raw)
         cmdline = "".join(argv)[: self.max_cmdline]
-        vm = vm_from_cmdline(argv)
+        vm = vm_from_argv(argv)
         labels = process_labels(pid, comm, cmdline, vm.name if vm else None)
         return ProcInfo(pid, starttime, comm, cmdline, vm, labels, helper_owner(comm))
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from services.common.vm_identity import VmIdentity
+
 from .attribution import aggregate, jiffy_deltas, split
 from .energy import counter_delta_uj, power_uw
 from .procstat import SystemStat
-from .vms import VmIdentity, group_vms
+from .vms import group_vms
 from .zones import Topology
 
 

@@ -1,22 +1,11 @@
-"""Which processes are VMs: QEMU with `-name guest=<name>`, plus their kernel helper threads."""
+"""A host's VMs: each QEMU process grouped with its helpers (the rule: common.vm_identity)."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-_ONE_ID = re.compile(r"^one-(\d+)$")
-# vhost workers, the NX huge page recovery thread and the PIT timer thread of QEMU <pid>.
-_HELPER = re.compile(r"^(?:vhost-|kvm-nx-lpage-recovery-|kvm-pit/)(\d+)$")
-
-
-@dataclass(frozen=True)
-class VmIdentity:
-    """A VM's libvirt name and, for OpenNebula's `one-<N>`, its VM id."""
-
-    name: str
-    one_vm_id: int | None
+from services.common.vm_identity import VmIdentity, helper_owner
 
 
 @dataclass(frozen=True)
@@ -30,32 +19,6 @@ class VmProcesses:
     @property
     def pids(self) -> tuple[int, ...]:
         return (self.pid, *self.helper_pids)
-
-
-def _is_qemu(argv0: str) -> bool:
-    base = argv0.rsplit("/", 1)[-1].lower()
-    return "qemu" in base or base == "kvm"
-
-
-def vm_from_cmdline(argv: Sequence[str]) -> VmIdentity | None:
-    """The VM a QEMU argv runs (`-name guest=one-42,debug-threads=on`), None for others."""
-    if not argv or not _is_qemu(argv[0]):
-        return None
-    for i, arg in enumerate(argv[:-1]):
-        if arg not in ("-name", "--name"):
-            continue
-        for option in argv[i + 1].split(","):
-            if option.startswith("guest=") and len(option) > 6:
-                name = option[6:]
-                match = _ONE_ID.match(name)
-                return VmIdentity(name, int(match.group(1)) if match else None)
-    return None
-
-
-def helper_owner(comm: str) -> int | None:
-    """The QEMU pid a helper thread works for, from its comm (`vhost-1234`)."""
-    match = _HELPER.match(comm)
-    return int(match.group(1)) if match else None
 
 
 def group_vms(

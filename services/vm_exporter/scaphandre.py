@@ -21,18 +21,14 @@ from types import MappingProxyType
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.common.vm_identity import helper_owner, one_vm_id, vm_id_from_joined_cmdline
+
 from .readings import SCAPHANDRE, HostReading, ReadingError, VmReading
 
 PROCESS_POWER = "scaph_process_power_consumption_microwatts"
 HOST_POWER = "scaph_host_power_microwatts"
 _WANTED = (PROCESS_POWER, HOST_POWER)
 
-# The name ends at a "," (libvirt's `guest=one-42,debug-threads=on`), the next argument
-# ("-S": argv is joined with no separator) or the end of the line.
-# Ids and pids have at most 18 digits: a longer run is not one (and int() refuses > 4300).
-_GUEST = re.compile(r"guest=one-(\d{1,18})(?=,|-|$)")
-_VMNAME = re.compile(r"one-(\d{1,18})")
-_HELPER = re.compile(r"(?:vhost-|kvm-nx-lpage-recovery-|kvm-pit/)(\d{1,18})")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
 
 
@@ -42,16 +38,8 @@ def vm_id_of(labels: dict[str, str]) -> int | None:
     if vmname:
         # Scaphandre cut the name out of `guest=` already: it decides, so a libvirt guest
         # named `one-52-test` is not read from the cmdline as `one-52`.
-        match = _VMNAME.fullmatch(vmname)
-        return int(match.group(1)) if match else None
-    match = _GUEST.search(labels.get("cmdline", ""))
-    return int(match.group(1)) if match else None
-
-
-def helper_owner(exe: str) -> int | None:
-    """The QEMU pid a helper kernel thread (`vhost-<pid>`, ...) works for, else None."""
-    match = _HELPER.fullmatch(exe)
-    return int(match.group(1)) if match else None
+        return one_vm_id(vmname)
+    return vm_id_from_joined_cmdline(labels.get("cmdline", ""))
 
 
 def _samples(lines: list[str]) -> Iterator[tuple[str, dict[str, str], float]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import biscuit_auth as biscuit
 import pytest
 
-from tests.helpers import ROOT, Service, free_port, http
+from testkit import ROOT, Service, free_port, http
 
 SHIM = ROOT / "services" / "authd" / "shim" / "authenticate"
 AUTHD = [sys.executable, "-m", "services.authd"]

@@ -10,7 +10,7 @@ import biscuit_auth as biscuit
 import pytest
 
 from services.authd.verifier import verify
-from tests.helpers import VENV_BIN, run
+from testkit import VENV_BIN, run
 
 from .conftest import expiring, make_token
 

@@ -7,7 +7,7 @@ import re
 import yaml
 
 from services.authd.config import AuthdConfig
-from tests.helpers import ROOT
+from testkit import ROOT
 
 SNIPPET = (ROOT / "deploy" / "one" / "auth" / "oned.conf.biscuit").read_text()
 # OpenNebula's default AUTHN list (share/etc/oned.conf): enabling biscuit must keep them.

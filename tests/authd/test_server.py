@@ -14,7 +14,7 @@ from pathlib import Path
 import biscuit_auth as biscuit
 import pytest
 
-from tests.helpers import http, run
+from testkit import http, run, wait_for
 
 from .conftest import AUTHD, CPU_BOMB, FACT_BOMB, expiring, make_token, start_authd
 
@@ -22,16 +22,6 @@ from .conftest import AUTHD, CPU_BOMB, FACT_BOMB, expiring, make_token, start_au
 def children(pid: int) -> set[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return {int(p) for p in path.read_text().split()}
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} not reached in {timeout} s"
-        time.sleep(0.05)
 
 
 def test_valid_login_answer(authd, keys):

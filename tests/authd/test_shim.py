@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import VENV_BIN, free_port, run
+from testkit import VENV_BIN, free_port, run
 
 from .conftest import (
     CPU_BOMB,

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from services.common.config import parse_listen
-from tests.helpers import ROOT, VENV_BIN, run
+from testkit import ROOT, VENV_BIN, run
 
 # SPEC section 1: each service's console script and default listen port.
 SPEC_PORTS = {

@@ -26,3 +26,13 @@ def test_json_lines_parse_and_carry_extras():
     body = json.loads(line)
     assert body["msg"] == "user a\nb rejected" and body["reason"] == "expired"
     assert body["level"] == "warning" and body["ts"].endswith("Z") and "\n" not in line
+
+
+def test_clip_escapes_and_cuts_request_fields() -> None:
+    from services.common.logs import FIELD_LIMIT, clip
+
+    assert clip("alice") == "'alice'"
+    assert clip("a\nb\x1b[31m") == "'a\\nb\\x1b[31m'"
+    long = clip("x" * 900_000)
+    assert len(long) < FIELD_LIMIT + 40 and long.endswith("more]")
+    assert clip(42) == "'42'"

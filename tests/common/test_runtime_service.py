@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.helpers import free_port, get_json, http, run
+from testkit import free_port, get_json, http, run
 
 ECHO = [sys.executable, "-m", "tests.runtime_service"]
 

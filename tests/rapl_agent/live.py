@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import Service, free_port, http
+from testkit import Service, free_port, http
 
 SNAPSHOT_TS = "one_cognit_rapl_agent_snapshot_timestamp_seconds"
 

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from sim.hypervisor import SimHypervisor
+from testkit import wait_for
 from tests.rapl_agent.live import Agent, agent_argv, value
 
 # Root in a container keeps CAP_DAC_OVERRIDE/READ_SEARCH; drop them so a mode-0 counter is
@@ -17,16 +18,6 @@ from tests.rapl_agent.live import Agent, agent_argv, value
 SETPRIV = shutil.which("setpriv")
 DROP_DAC = [SETPRIV, "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]
 SNAPSHOT_TS = "one_cognit_rapl_agent_snapshot_timestamp_seconds"
-
-
-def wait_for(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def health(agent: Agent) -> tuple[int, dict]:

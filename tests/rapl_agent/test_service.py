@@ -10,7 +10,7 @@ import pytest
 from services.rapl_agent.__main__ import main
 from sim.hypervisor import SimHypervisor
 from sim.hypervisor.power_model import CORE_SHARE, PACKAGE_SHARE, PSYS_SOCKET_SHARE, UNCORE_SHARE
-from tests.helpers import VENV_BIN, Service, free_port, http, run
+from testkit import VENV_BIN, Service, free_port, http, run
 from tests.rapl_agent.live import (
     Agent,
     agent_argv,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import xmlrpc.client
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import Any
 import pyone
 import pytest
 
-from tests.helpers import Service, free_port, http
+from testkit import Service, free_port, http
 
 ADMIN = "oneadmin:opennebula"
 
@@ -90,16 +89,3 @@ def shared_sim() -> Iterator[Sim]:
     sim = start_sim("--hosts", "3", "--vms-per-host", "3", "--seed", "0")
     yield sim
     sim.service.close()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll until `predicate()` is truthy; return its value or fail saying what was awaited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    value = predicate()
-    assert value, f"timed out after {timeout}s waiting for {what}"
-    return value

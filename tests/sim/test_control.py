@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyone
 
-from tests.helpers import http
+from testkit import http
 
 
 def test_vm_lifecycle_through_the_control_api(sim_factory):

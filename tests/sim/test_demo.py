@@ -13,8 +13,7 @@ from pathlib import Path
 
 from sim.demo import SERVICES, is_built
 from sim.demo_table import Reading, readings_from_agents, readings_from_exporter, render, vm_rows
-from tests.helpers import ROOT, free_port
-from tests.sim.conftest import wait_for
+from testkit import ROOT, free_port, wait_for
 
 ROW = re.compile(r"^\s+(\d+)\s+(\S+)\s+(kvm-\d+)\s+(\S+)\s+([\d.]+|\?)\s+([\d.]+|-|\?)$", re.M)
 

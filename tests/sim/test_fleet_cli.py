@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.helpers import VENV_BIN, free_port, run
+from testkit import VENV_BIN, free_port, run
 
 
 def fleet_view(sim) -> list:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyone
 import pytest
 
-from tests.sim.conftest import wait_for
+from testkit import wait_for
 
 
 def script(tmp_path: Path, name: str, body: str) -> Path:

@@ -7,8 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import free_port, run
-from tests.sim.conftest import wait_for
+from testkit import free_port, run, wait_for
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyone
 import pytest
 
-from tests.helpers import ROOT
+from testkit import ROOT
 from tests.sim.conftest import start_sim
 
 FLEET = ROOT / "tests" / "fixtures" / "sim" / "fleet.yaml"

@@ -13,7 +13,7 @@ import pytest
 
 from sim.hypervisor import SimHypervisor
 from sim.hypervisor.power_model import CORE_SHARE, PACKAGE_SHARE, PSYS_SOCKET_SHARE
-from tests.helpers import ROOT
+from testkit import ROOT, wait_for
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -36,15 +36,6 @@ def gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return state == b"Z"
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture
@@ -122,7 +113,7 @@ def test_counters_wrap_at_max_energy_range(tmp_path):
         hv.set_energy_uj("intel-rapl:0", 9_990_000)
         assert int(read(hv.zone_path("intel-rapl:0") / "energy_uj")) == 9_990_000
         # The package draws 34 W = 34 uJ/us: it passes 10 J within a second.
-        assert wait_until(lambda: hv.energy_uj("intel-rapl:0") < 9_990_000, 3.0)
+        wait_for(lambda: hv.energy_uj("intel-rapl:0") < 9_990_000, 3.0)
         value = int(read(hv.zone_path("intel-rapl:0") / "energy_uj"))
         assert 0 <= value < 9_990_000
         with pytest.raises(ValueError):
@@ -136,7 +127,7 @@ def test_mmio_twin_mirrors_its_package(hv):
     pkg = hv.zone_path("intel-rapl:1") / "energy_uj"
     twin = hv.zone_path("intel-rapl-mmio:1") / "energy_uj"
     # Both are rewritten in the same tick; compare values read back to back.
-    assert wait_until(lambda: read(pkg) == read(twin), 2.0)
+    wait_for(lambda: read(pkg) == read(twin), 2.0)
 
 
 def test_burners_look_like_qemu_in_the_proc_view(hv):
@@ -194,7 +185,7 @@ def test_burners_die_with_the_process_that_started_them(tmp_path):
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         parent.stdout.close()
-    assert wait_until(lambda: all(gone(p) for p in pids), 5.0)
+    wait_for(lambda: all(gone(p) for p in pids), 5.0)
 
 
 def test_broken_counters(hv):

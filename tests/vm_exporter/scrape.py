@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import http
+from testkit import http
 
 T = TypeVar("T")
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -34,20 +32,3 @@ def value(data: Samples, name: str, **labels: str | int) -> float | None:
 def series(data: Samples, name: str, label: str) -> dict[str, float]:
     """All samples of `name`, by the value of `label`."""
     return {dict(labels)[label]: v for (n, labels), v in data.items() if n == name}
-
-
-def wait_for(check: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
-    """Poll `check` until it returns a truthy value; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except AssertionError as exc:
-            last = exc
-        else:
-            if result:
-                return result
-            last = result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")

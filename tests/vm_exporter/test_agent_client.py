@@ -9,7 +9,7 @@ from aiohttp import web
 from services.vm_exporter.agent_client import AgentError, fetch_host
 from services.vm_exporter.config import MAX_AGENT_REPLY
 from services.vm_exporter.join import Target
-from tests.helpers import free_port
+from testkit import free_port
 
 CHUNK = b"0," * (1 << 15)  # 64 KiB
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.helpers import VENV_BIN, Service, free_port, get_json, run
+from testkit import VENV_BIN, Service, free_port, get_json, run
 from tests.vm_exporter.servers import HangingServer
 
 MODULE = [sys.executable, "-m", "services.vm_exporter"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from tests.helpers import ROOT, run
+from testkit import ROOT, run
 
 SNIPPET = ROOT / "deploy" / "prometheus" / "vm_exporter.yml"
 

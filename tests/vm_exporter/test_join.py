@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from services.common.oned.pools import parse_host_pool, parse_vm_pool
 from services.vm_exporter.join import Target, agent_targets, attribute
-from services.vm_exporter.pool import parse_host_pool, parse_vm_pool
 from services.vm_exporter.readings import AGENT, HostReading, VmReading
-from tests.helpers import ROOT
+from testkit import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "one"
 VMS = {vm.id: vm for vm in parse_vm_pool((FIXTURES / "vmpool_infoextended.xml").read_text()).items}

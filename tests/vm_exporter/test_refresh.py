@@ -17,11 +17,11 @@ import pytest
 from aiohttp import web
 
 from services.common.health import Health
+from services.common.oned import Oned
 from services.vm_exporter import refresh
 from services.vm_exporter.config import ExporterConfig
-from services.vm_exporter.oned import Oned
 from services.vm_exporter.refresh import Refresher, StateBox
-from tests.helpers import ROOT, free_port
+from testkit import ROOT, free_port
 from tests.vm_exporter.servers import HttpAgent, agent_json, port_free_on, send
 
 FIXTURES = ROOT / "tests" / "fixtures" / "one"

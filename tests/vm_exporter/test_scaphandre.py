@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from services.vm_exporter.readings import SCAPHANDRE, ReadingError
-from services.vm_exporter.scaphandre import helper_owner, parse_scaphandre, vm_id_of
-from tests.helpers import ROOT
+from services.vm_exporter.scaphandre import parse_scaphandre, vm_id_of
+from testkit import ROOT
 
 PAGE = (ROOT / "tests" / "fixtures" / "scaphandre" / "metrics_qemu.txt").read_text()
 
@@ -46,21 +46,6 @@ def test_vm_power_is_qemu_plus_its_helper_threads():
 )
 def test_vm_id_matches_guest_one_id_exactly(labels, vm_id):
     assert vm_id_of(labels) == vm_id
-
-
-@pytest.mark.parametrize(
-    ("exe", "owner"),
-    [
-        ("vhost-4242", 4242),
-        ("kvm-nx-lpage-recovery-4242", 4242),
-        ("kvm-pit/4242", 4242),
-        ("vhost-", None),
-        ("kvm-pit/42x", None),
-        ("qemu-system-x86", None),
-    ],
-)
-def test_helper_thread_owner(exe, owner):
-    assert helper_owner(exe) == owner
 
 
 def test_a_page_without_scaphandre_metrics_is_an_error():

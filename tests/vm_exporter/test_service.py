@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import Service, free_port, get_json, http
-from tests.vm_exporter.scrape import samples, series, value, wait_for
+from testkit import Service, free_port, get_json, http, wait_for
+from tests.vm_exporter.scrape import samples, series, value
 from tests.vm_exporter.servers import port_free_on
 
 NET = "127.0.79"

@@ -1,7 +1,8 @@
-"""Helpers shared by the tests: free ports, real service subprocesses, waiting on HTTP."""
+"""Support shared by the tests and the benchmarks: free ports, service subprocesses, waiting."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -12,12 +13,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+
+T = TypeVar("T")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -113,3 +116,44 @@ def run(argv: Sequence[str], timeout: float = 30.0, **kwargs: Any) -> subprocess
     return subprocess.run(
         list(argv), capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kwargs
     )
+
+
+def wait_for(
+    check: Callable[[], T], timeout: float = 15.0, what: str = "condition", interval: float = 0.05
+) -> T:
+    """Poll `check` until it returns a truthy value (an AssertionError it raises means "not
+    yet"); return that value, or fail after `timeout` seconds saying what was awaited."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            result = check()
+        except AssertionError as exc:
+            last = exc
+        else:
+            if result:
+                return result
+            last = result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        time.sleep(interval)
+
+
+async def async_wait_for(
+    check: Callable[[], T], timeout: float = 15.0, what: str = "condition", interval: float = 0.01
+) -> T:
+    """`wait_for` for in-process tests: polls without blocking the event loop."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            result = check()
+        except AssertionError as exc:
+            last = exc
+        else:
+            if result:
+                return result
+            last = result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        await asyncio.sleep(interval)
