@@ -15,8 +15,8 @@ import xmlrpc.client
 import pyone
 import pytest
 
-from tests.helpers import ROOT
-from tests.sim.conftest import Sim, start_sim, wait_for
+from testkit import ROOT, wait_for
+from tests.sim.conftest import Sim, start_sim
 
 FLEET = ROOT / "tests" / "fixtures" / "sim" / "fidelity.yaml"
 ALICE = "alice:wonderland"
