@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -10,9 +11,11 @@ import time
 
 import pytest
 
-from testkit import free_port, get_json, http, run
+from testkit import free_port, get_json, http, run, wait_for
+from tests.runtime_service import main
 
 ECHO = [sys.executable, "-m", "tests.runtime_service"]
+STOP_LIMIT = 5.0  # SPEC section 4: exit 0 within 5 s of the signal
 
 
 @pytest.fixture
@@ -20,12 +23,52 @@ def echo(start_service, tmp_path):
     def start(*flags: str):
         port = free_port()
         service = start_service([*ECHO, "--listen", f"127.0.0.1:{port}", *flags])
-        base = f"http://127.0.0.1:{port}"
-        service.wait_http(base + "/healthz")
-        service.base = base
+        service.port = port
+        service.base = f"http://127.0.0.1:{port}"
+        service.wait_http(service.base + "/healthz")
         return service
 
     return start
+
+
+class SlowRequest(threading.Thread):
+    """A request to /v1/slow, in flight once `wait_in_flight` returns."""
+
+    def __init__(self, service, seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.service = service
+        self.seconds = seconds
+        self.reply: tuple | OSError | None = None
+
+    def run(self) -> None:
+        url = f"{self.service.base}/v1/slow?seconds={self.seconds}"
+        try:
+            self.reply = http("GET", url, timeout=10)
+        except OSError as exc:  # the assertion below says so; a thread must not raise
+            self.reply = exc
+
+    def wait_in_flight(self, count: int = 1) -> None:
+        self.start()
+        url = self.service.base + "/v1/sleeping"
+        wait_for(lambda: get_json(url)[1]["now"] >= count, timeout=10, what="request in flight")
+
+    def assert_finished(self) -> None:
+        self.join(10)
+        assert isinstance(self.reply, tuple), f"the in-flight request got {self.reply!r}"
+        status, _, body = self.reply
+        assert status == 200 and json.loads(body) == {"slept": True}
+
+
+def assert_clean_stop(service, started: float) -> str:
+    """Exit 0 within SPEC's 5 s, no traceback or error in the log; the log text."""
+    code = service.proc.wait(timeout=10)
+    elapsed = time.monotonic() - started
+    err = service.output()[1]
+    assert code == 0, err
+    assert elapsed < STOP_LIMIT, (elapsed, err)
+    assert "Traceback" not in err and " ERROR " not in err, err
+    assert "echo-service stopped" in err
+    return err
 
 
 def test_healthz_ok_and_degraded(echo):
@@ -78,29 +121,57 @@ def test_metrics_are_prefixed_and_count_requests(echo):
     )
 
 
-def test_sigterm_finishes_in_flight_request_and_exits_0(echo):
+@pytest.mark.parametrize(
+    "signals, gap",
+    [
+        ([signal.SIGTERM], 0.0),
+        ([signal.SIGTERM, signal.SIGTERM], 0.05),
+        ([signal.SIGINT, signal.SIGTERM] * 8, 0.01),
+    ],
+    ids=["SIGTERM", "SIGTERM twice 50ms apart", "burst of 16 SIGINT and SIGTERM"],
+)
+def test_signals_under_load_finish_in_flight_requests_and_exit_0(echo, signals, gap):
     service = echo()
-    result: dict = {}
+    request = SlowRequest(service, seconds=0.3)
+    request.wait_in_flight()
+    # Load: clients hammering the service while it stops; refusals after the stop are expected.
+    done = threading.Event()
 
-    def slow_request():
-        result["reply"] = http("GET", service.base + "/v1/slow?seconds=1.5", timeout=10)
+    def hammer() -> None:
+        while not done.is_set():
+            try:
+                http("GET", service.base + "/healthz", timeout=2)
+            except OSError:
+                pass
 
-    thread = threading.Thread(target=slow_request)
-    thread.start()
-    time.sleep(0.5)
+    hammers = [threading.Thread(target=hammer, daemon=True) for _ in range(3)]
+    for thread in hammers:
+        thread.start()
+    started = time.monotonic()
+    try:
+        for sig in signals:
+            if service.proc.poll() is not None:
+                break
+            service.proc.send_signal(sig)
+            time.sleep(gap)  # the stimulus' own timing, not a wait for a condition
+        err = assert_clean_stop(service, started)
+    finally:
+        done.set()
+        for thread in hammers:
+            thread.join(5)
+    request.assert_finished()
+    assert f"stopping on {signals[0].name}" in err
+
+
+def test_a_signal_during_a_long_start_up_stops_it_with_exit_0(start_service):
+    port = free_port()
+    argv = [*ECHO, "--listen", f"127.0.0.1:{port}", "--start-delay", "60"]
+    service = start_service(argv)
+    wait_for(lambda: "starting up for 60" in service.output()[1], what="the start-up")
     started = time.monotonic()
     service.proc.send_signal(signal.SIGTERM)
-    code = service.proc.wait(timeout=5)
-    elapsed = time.monotonic() - started
-    thread.join(5)
-    assert code == 0 and elapsed < 5
-    status, _, body = result["reply"]
-    assert status == 200 and json.loads(body) == {"slept": True}
-
-
-def test_sigint_exits_0(echo):
-    service = echo()
-    assert service.stop(signal.SIGINT) == 0
+    err = assert_clean_stop(service, started)
+    assert "stopping on SIGTERM during start-up" in err and "listening on" not in err
 
 
 def test_config_precedence_flag_over_yaml_over_default(echo, tmp_path):
@@ -153,6 +224,25 @@ def test_bad_config_files_exit_2(tmp_path):
         result = run([*ECHO, "--config", str(path)])
         assert result.returncode == 2, result.stderr
         assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def root_logging():
+    """Put back the root logger that `serve` configures, so no handler outlives the test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_a_start_failing_after_config_gives_the_signals_back(capsys, root_logging):
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    with pytest.raises(SystemExit) as exit_:
+        main(["--token-file", "/nonexistent/token"])
+    assert exit_.value.code == 2
+    assert "cannot read --token-file /nonexistent/token" in capsys.readouterr().err
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
 
 
 def test_listen_in_use_is_a_clear_error(echo):
