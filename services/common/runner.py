@@ -23,6 +23,7 @@ from aiohttp import web
 from .config import Listen, ServiceConfig, fail, load_config
 from .errors import ConfigError
 from .logs import setup_logging
+from .server import ServiceRunner
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def serve(
 
 async def _run(app: web.Application, listen: Listen, prog: str, stop: StopSignals) -> int:
     """Serve `app` on `listen` until a stop signal; the exit code."""
-    runner = web.AppRunner(
+    runner = ServiceRunner(
         app,
         shutdown_timeout=SHUTDOWN_TIMEOUT,
         access_log=logging.getLogger("aiohttp.access"),

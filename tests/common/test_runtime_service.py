@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -12,6 +13,7 @@ import time
 import pytest
 
 from testkit import free_port, get_json, http, run, wait_for
+from tests.common.malformed import MALFORMED, assert_json_refusal
 from tests.runtime_service import main
 
 ECHO = [sys.executable, "-m", "tests.runtime_service"]
@@ -172,6 +174,26 @@ def test_a_signal_during_a_long_start_up_stops_it_with_exit_0(start_service):
     service.proc.send_signal(signal.SIGTERM)
     err = assert_clean_stop(service, started)
     assert "stopping on SIGTERM during start-up" in err and "listening on" not in err
+
+
+def test_refused_requests_get_json_and_one_warning_line(echo):
+    service = echo()
+    for _ in range(3):
+        for _name, raw, status, echoed in MALFORMED:
+            with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+                sock.sendall(raw)
+                reply = b""
+                while chunk := sock.recv(65536):
+                    reply += chunk
+            assert_json_refusal(reply, status, echoed)
+    assert service.stop() == 0
+    lines = service.output()[1].splitlines()
+    refused = [line for line in lines if "refused" in line]
+    assert len(refused) == 2, lines
+    assert " WARNING services.common.server: refused a request from 127.0.0.1: " in refused[0]
+    # The rest of the flood is counted when the service stops, not logged one by one.
+    assert f"{3 * len(MALFORMED) - 1} more requests refused" in refused[1]
+    assert not [line for line in lines if "Traceback" in line or " ERROR " in line]
 
 
 def test_config_precedence_flag_over_yaml_over_default(echo, tmp_path):
