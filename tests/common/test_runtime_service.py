@@ -1,4 +1,8 @@
-"""The shared runtime, proven on a real subprocess over a real socket."""
+"""What only a real process shows: signals, exit codes, ports, log lines, raw sockets.
+
+The runtime test service runs as a subprocess here; its HTTP contracts are tested in-process
+in `test_app.py` and `test_server.py`.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,17 @@ import time
 
 import pytest
 
+from services.common.runner import serve
 from testkit import free_port, get_json, http, run, wait_for
 from tests.common.malformed import MALFORMED, assert_json_refusal
-from tests.runtime_service import main
+from tests.runtime_service import EchoConfig, create_app, main
 
 ECHO = [sys.executable, "-m", "tests.runtime_service"]
 STOP_LIMIT = 5.0  # SPEC section 4: exit 0 within 5 s of the signal
 
 
 @pytest.fixture
-def echo(start_service, tmp_path):
+def echo(start_service):
     def start(*flags: str):
         port = free_port()
         service = start_service([*ECHO, "--listen", f"127.0.0.1:{port}", *flags])
@@ -71,56 +76,6 @@ def assert_clean_stop(service, started: float) -> str:
     assert "Traceback" not in err and " ERROR " not in err, err
     assert "echo-service stopped" in err
     return err
-
-
-def test_healthz_ok_and_degraded(echo):
-    status, body = get_json(echo().base + "/healthz")
-    assert status == 200 and body["status"] == "ok" and body["service"] == "echo"
-    status, body = get_json(echo("--degraded").base + "/healthz")
-    assert status == 503
-    assert body["status"] == "degraded" and "upstream" in body["reason"]
-
-
-def test_json_errors_for_404_405_413_and_bad_json(echo):
-    base = echo().base
-    status, headers, body = http("GET", base + "/nope")
-    assert status == 404 and json.loads(body)["error"].startswith("no route GET /nope")
-    assert headers["Content-Type"].startswith("application/json")
-    status, headers, body = http("DELETE", base + "/v1/echo")
-    assert status == 405 and "not allowed" in json.loads(body)["error"]
-    status, _, body = http("POST", base + "/v1/echo", b"x" * (1024 * 1024 + 1))
-    assert status == 413 and "body over" in json.loads(body)["error"]
-    status, _, body = http("POST", base + "/v1/echo", b"{not json")
-    assert status == 400 and json.loads(body)["error"].startswith("malformed JSON")
-    status, _, body = http("POST", base + "/v1/echo", b"")
-    assert status == 400 and "empty" in json.loads(body)["error"]
-    status, _, body = http("POST", base + "/v1/echo", {"a": 1})
-    assert status == 200 and json.loads(body) == {"echo": {"a": 1}}
-
-
-def test_bearer_token_required_on_state_changing_routes(echo, tmp_path):
-    token_file = tmp_path / "token"
-    token_file.write_text("s3cret-token\n")
-    base = echo("--token-file", str(token_file)).base
-    assert http("POST", base + "/v1/echo", {"a": 1})[0] == 401
-    bad = {"Authorization": "Bearer wrong"}
-    assert http("POST", base + "/v1/echo", {"a": 1}, headers=bad)[0] == 401
-    good = {"Authorization": "Bearer s3cret-token"}
-    assert http("POST", base + "/v1/echo", {"a": 1}, headers=good)[0] == 200
-    # Reads stay open: Prometheus and probes carry no token.
-    assert http("GET", base + "/healthz")[0] == 200
-
-
-def test_metrics_are_prefixed_and_count_requests(echo):
-    base = echo().base
-    http("GET", base + "/nope")
-    status, headers, body = http("GET", base + "/metrics")
-    text = body.decode()
-    assert status == 200 and headers["Content-Type"].startswith("text/plain")
-    assert "one_cognit_echo_up 1.0" in text
-    assert (
-        'one_cognit_echo_http_requests_total{method="GET",route="unmatched",status="404"}' in text
-    )
 
 
 @pytest.mark.parametrize(
@@ -196,15 +151,33 @@ def test_refused_requests_get_json_and_one_warning_line(echo):
     assert not [line for line in lines if "Traceback" in line or " ERROR " in line]
 
 
-def test_config_precedence_flag_over_yaml_over_default(echo, tmp_path):
-    config = tmp_path / "echo.yaml"
-    config.write_text("greeting: from-yaml\ninterval: 7.5\n")
-    _, body = get_json(echo().base + "/v1/config")
-    assert body["greeting"] == "hello" and body["interval"] == 2.0
-    _, body = get_json(echo("--config", str(config)).base + "/v1/config")
-    assert body["greeting"] == "from-yaml" and body["interval"] == 7.5
-    _, body = get_json(echo("--config", str(config), "--greeting", "flag").base + "/v1/config")
-    assert body["greeting"] == "flag" and body["interval"] == 7.5
+def test_listen_in_use_is_a_clear_error(echo):
+    service = echo()
+    result = run([*ECHO, "--listen", f"127.0.0.1:{service.port}"])
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{service.port}" in result.stderr
+    assert "Traceback" not in result.stderr and "listening on" not in result.stderr
+    assert f"echo-service listening on 127.0.0.1:{service.port}" in service.output()[1]
+
+
+def test_ipv6_listen(start_service):
+    port = free_port("127.0.0.1")
+    service = start_service([*ECHO, "--listen", f"[::1]:{port}"])
+    service.wait_http(f"http://[::1]:{port}/healthz")
+    assert get_json(f"http://[::1]:{port}/healthz")[0] == 200
+
+
+def test_a_bad_flag_exits_2_with_one_line_as_a_process():
+    result = run([*ECHO, "--token-file", "/nonexistent/token"])
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0] == "echo-service: error: cannot read --token-file /nonexistent/token: " + (
+        "No such file or directory"
+    )
+
+
+# `python -m tests.runtime_service` is `main()`: its exit codes and stderr, in-process.
 
 
 @pytest.mark.parametrize(
@@ -216,36 +189,16 @@ def test_config_precedence_flag_over_yaml_over_default(echo, tmp_path):
         (["--listen", "::1:80"], "write IPv6 addresses as [ADDR]:PORT"),
         (["--interval", "soon"], "--interval: could not convert string to float"),
         (["--log-level", "loud"], "invalid choice: 'loud'"),
-        (["--token-file", "/nonexistent/token"], "cannot read --token-file /nonexistent/token"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
-def test_bad_flags_exit_2_with_one_line(flags, needle):
-    result = run([*ECHO, *flags])
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_bad_config_files_exit_2(tmp_path):
-    unknown = tmp_path / "unknown.yaml"
-    unknown.write_text("greeting: hi\ncolour: blue\n")
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("greeting: [unclosed\n")
-    listy = tmp_path / "list.yaml"
-    listy.write_text("- a\n- b\n")
-    wrong_type = tmp_path / "type.yaml"
-    wrong_type.write_text("interval: fast\n")
-    for path, needle in [
-        (unknown, "unknown key(s): colour"),
-        (broken, "is not valid YAML"),
-        (listy, "must be a mapping"),
-        (wrong_type, "interval in"),
-    ]:
-        result = run([*ECHO, "--config", str(path)])
-        assert result.returncode == 2, result.stderr
-        assert needle in result.stderr and "Traceback" not in result.stderr
+def test_bad_flags_exit_2_with_one_line(capsys, flags, needle):
+    with pytest.raises(SystemExit) as exit_:
+        main(flags)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], err
 
 
 @pytest.fixture
@@ -267,26 +220,33 @@ def test_a_start_failing_after_config_gives_the_signals_back(capsys, root_loggin
     assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
 
 
-def test_listen_in_use_is_a_clear_error(echo):
-    service = echo()
-    port = service.base.rsplit(":", 1)[1]
-    result = run([*ECHO, "--listen", f"127.0.0.1:{port}"])
-    assert result.returncode == 1
-    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
-    assert "Traceback" not in result.stderr and "listening on" not in result.stderr
-    assert f"echo-service listening on 127.0.0.1:{port}" in service.output()[1]
+def test_bad_config_files_exit_2(capsys, tmp_path):
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("greeting: hi\ncolour: blue\n")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("greeting: [unclosed\n")
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    wrong_type = tmp_path / "type.yaml"
+    wrong_type.write_text("interval: fast\n")
+    for path, needle in [
+        (unknown, "unknown key(s): colour"),
+        (broken, "is not valid YAML"),
+        (listy, "must be a mapping"),
+        (wrong_type, "interval in"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            main(["--config", str(path)])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_ipv6_listen(start_service):
-    port = free_port("127.0.0.1")
-    service = start_service([*ECHO, "--listen", f"[::1]:{port}"])
-    service.wait_http(f"http://[::1]:{port}/healthz")
-    assert get_json(f"http://[::1]:{port}/healthz")[0] == 200
-
-
-def test_help_lists_every_flag_with_default():
-    result = run([*ECHO, "--help"])
-    assert result.returncode == 0
+def test_help_lists_every_flag_with_default(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        serve(EchoConfig, create_app, ["--help"], prog="echo-service", description="test")
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
     for flag, default in [
         ("--listen", "127.0.0.1:9999"),
         ("--log-level", "info"),
@@ -294,4 +254,4 @@ def test_help_lists_every_flag_with_default():
         ("--interval", "2.0"),
         ("--greeting", "hello"),
     ]:
-        assert flag in result.stdout and f"(default: {default})" in result.stdout
+        assert flag in out and f"(default: {default})" in out
