@@ -5,7 +5,7 @@ several calls, with real XML-RPC requests on a real socket:
 1. reply time: from sending the call to the last byte of oned's reply (what the simulator
    controls), median and p95 -- target < 2 s;
 2. the same call through the standard library's XML-RPC client (`xmlrpc.client`, what
-   `services.common.one.OneClient` uses), i.e. reply + unmarshalling of the ~50 MB
+   the old `OneClient` used), i.e. reply + unmarshalling of the ~50 MB
    entity-escaped body -- reported, it is the client's cost and a real oned costs the same;
 3. a reply right after a VM changed (its cached XML was invalidated), one.vmpool.info (the
    short body), one.hostpool.info, start-up time and the simulator's peak RSS.

@@ -2,7 +2,7 @@
 
 One run measures:
 1. the pool read: pyone (`one.vmpool.infoextended` through its bindings) vs the standard
-   library's unmarshaller (what `services.common.one.OneClient` uses) vs the exporter's
+   library's unmarshaller (`xmlrpc.client`) vs the shared adapter's
    streaming reader, on the simulator's real 10,000-VM reply;
 2. the exporter (a real subprocess) against the simulator (`python -m sim`, 500 hosts x 20
    VMs) and 500 host agents on 127.0.10.x/127.0.11.x: refresh time (its own
@@ -335,8 +335,8 @@ def measure_parsers(rpc: str) -> dict:
     """CPU seconds to read the 10,000-VM infoextended reply, three ways."""
     import pyone
 
-    from services.vm_exporter.pool import parse_vm_pool, vm_pool_reader
-    from services.vm_exporter.rpc import RpcReplyReader, request_body
+    from services.common.oned.pools import parse_vm_pool, vm_pool_reader
+    from services.common.oned.rpc import RpcReplyReader, request_body
 
     req = urllib.request.Request(
         rpc,
@@ -476,7 +476,7 @@ def main(argv: list[str]) -> int:
     )
     print(f"  pyone one.vmpool.infoextended (stdlib unmarshal + bindings): {p['pyone_s']:.2f} s")
     print(
-        f"  stdlib unmarshal (OneClient) + streaming pool parser:       "
+        f"  stdlib unmarshal (xmlrpc.client) + streaming pool parser:       "
         f"{p['stdlib_unmarshal_then_ours_s']:.2f} s"
     )
     print(f"  streaming XML-RPC + pool parser (the exporter):             {p['ours_s']:.2f} s")

@@ -10,11 +10,10 @@ import aiohttp
 from aiohttp import web
 
 from services.common.app import HEALTH, PRODUCT_METRICS, REGISTRY, create_base_app
-from services.common.one import read_one_auth
+from services.common.oned import Oned, read_one_auth
 
 from .collectors import ExporterCollector
 from .config import ExporterConfig
-from .oned import Oned
 from .refresh import Refresher, StateBox
 
 SERVICE = "vm_exporter"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from services.common.config import Listen, ServiceConfig, option
-from services.common.one import OneOptions
+from services.common.oned import OneOptions
 
 # An agent reply larger than this is not a host's VM list; the host is reported down.
 MAX_AGENT_REPLY = 16 * 1024 * 1024
@@ -22,9 +22,9 @@ class ExporterConfig(ServiceConfig, OneOptions):
     refresh_interval: float = option(15.0, "seconds between two reads of oned and the agents")
     agent_timeout: float = option(2.0, "seconds a host's agent has to answer, per refresh")
     agent_concurrency: int = option(64, "hosts asked at the same time")
-    one_timeout: float = option(30.0, "seconds oned has to answer one pool call")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0 < self.agent_port < 65536:
             raise ValueError(f"--agent-port must be 1-65535, got {self.agent_port}")
         if self.refresh_interval <= 0:
@@ -33,5 +33,3 @@ class ExporterConfig(ServiceConfig, OneOptions):
             raise ValueError(f"--agent-timeout must be > 0, got {self.agent_timeout}")
         if self.agent_concurrency < 1:
             raise ValueError(f"--agent-concurrency must be >= 1, got {self.agent_concurrency}")
-        if self.one_timeout <= 0:
-            raise ValueError(f"--one-timeout must be > 0, got {self.one_timeout}")

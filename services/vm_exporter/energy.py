@@ -20,8 +20,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 
+from services.common.oned import Vm
+
 from .join import Attribution
-from .pool import Vm
 
 # Sources remembered per VM (a VM that comes back to a host finds its old counter there).
 MAX_MARKS = 8

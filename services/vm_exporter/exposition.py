@@ -15,9 +15,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 
+from services.common.oned import Host, Vm
 from services.common.textformat import Number, escape_label, header, number
 
-from .pool import Host, Vm
 from .snapshot import Snapshot
 
 
@@ -62,7 +62,9 @@ VM_FAMILIES: tuple[Family, ...] = (
     ),
     Family("opennebula_vm_cpu_vcpus", "gauge", "Total number of virtual CPUs", lambda vm: vm.vcpus),
     Family("opennebula_vm_disks", "gauge", "Total number of disks", lambda vm: len(vm.disks)),
-    Family("opennebula_vm_nics", "gauge", "Total number of network interfaces", lambda vm: vm.nics),
+    Family(
+        "opennebula_vm_nics", "gauge", "Total number of network interfaces", lambda vm: len(vm.nics)
+    ),
     Family(
         "opennebula_vm_ut_flavours",
         "gauge",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 
-from .pool import Host, Vm
+from services.common.oned import Host, Vm
+
 from .readings import HostReading, VmReading
 
 

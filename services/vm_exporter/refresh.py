@@ -18,14 +18,13 @@ import aiohttp
 
 from services.common.errors import OneError
 from services.common.health import Health
+from services.common.oned import Oned, Pool
 
 from .agent_client import AgentError, fetch_host
 from .config import MAX_AGENT_REPLY, ExporterConfig
 from .energy import VmEnergy, advance
 from .exposition import render
 from .join import Target, agent_targets, attribute
-from .oned import Oned
-from .pool import Pool
 from .readings import HostReading
 from .snapshot import State, Status, build_snapshot, count
 

@@ -11,9 +11,10 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
+from services.common.oned import Host, Vm
+
 from .energy import VmEnergy
 from .join import Attribution, Target
-from .pool import Host, Vm
 from .readings import HostReading
 
 _EMPTY: Mapping = MappingProxyType({})

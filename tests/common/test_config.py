@@ -9,7 +9,7 @@ import pytest
 
 from services.common.config import Listen, ServiceConfig, load_config, option, parse_listen
 from services.common.errors import ConfigError
-from services.common.one import OneOptions, read_one_auth
+from services.common.oned import OneOptions, read_one_auth
 
 
 @pytest.mark.parametrize(

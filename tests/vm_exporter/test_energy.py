@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from services.common.oned import Vm
 from services.vm_exporter.energy import MAX_MARKS, VmEnergy, advance
 from services.vm_exporter.join import NOT_ON_HOST, UNKNOWN, Attribution
-from services.vm_exporter.pool import Vm
 from services.vm_exporter.readings import AGENT, SCAPHANDRE, VmReading
 
-VM = Vm(42, 3, 3, 0, "node1", None, None, 1, (), 0, -1.0)
+VM = Vm(42, 3, 3, 0, "node1", None, None, 1, (), ())
 GAP = 50.0
 
 

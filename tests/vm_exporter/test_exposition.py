@@ -10,10 +10,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.common.oned.pools import parse_host_pool, parse_vm_pool
 from services.vm_exporter import exposition as ex
 from services.vm_exporter.energy import VmEnergy
 from services.vm_exporter.join import Target, attribute
-from services.vm_exporter.pool import parse_host_pool, parse_vm_pool
 from services.vm_exporter.readings import AGENT, HostReading, VmReading
 from services.vm_exporter.snapshot import build_snapshot
 from testkit import ROOT

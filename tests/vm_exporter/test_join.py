@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from services.common.oned.pools import parse_host_pool, parse_vm_pool
 from services.vm_exporter.join import Target, agent_targets, attribute
-from services.vm_exporter.pool import parse_host_pool, parse_vm_pool
 from services.vm_exporter.readings import AGENT, HostReading, VmReading
 from testkit import ROOT
 

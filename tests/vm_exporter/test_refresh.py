@@ -17,9 +17,9 @@ import pytest
 from aiohttp import web
 
 from services.common.health import Health
+from services.common.oned import Oned
 from services.vm_exporter import refresh
 from services.vm_exporter.config import ExporterConfig
-from services.vm_exporter.oned import Oned
 from services.vm_exporter.refresh import Refresher, StateBox
 from testkit import ROOT, free_port
 from tests.vm_exporter.servers import HttpAgent, agent_json, port_free_on, send

@@ -6,8 +6,8 @@ import xmlrpc.client
 
 import pytest
 
-from services.vm_exporter.pool import PoolFormatError, parse_vm_pool, vm_pool_reader
-from services.vm_exporter.rpc import RpcFormatError, RpcRefused, RpcReplyReader, request_body
+from services.common.oned.pools import PoolFormatError, parse_vm_pool, vm_pool_reader
+from services.common.oned.rpc import RpcFormatError, RpcRefused, RpcReplyReader, request_body
 from testkit import ROOT
 
 VM_XML = (ROOT / "tests" / "fixtures" / "one" / "vmpool_infoextended.xml").read_text()

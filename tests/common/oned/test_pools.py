@@ -5,10 +5,9 @@ from __future__ import annotations
 import pyone.bindings
 import pytest
 
-from services.vm_exporter.pool import (
-    MIB,
+from services.common.oned.models import MIB, flavours_value
+from services.common.oned.pools import (
     PoolFormatError,
-    flavours_value,
     parse_host_pool,
     parse_vm_pool,
     vm_pool_reader,
@@ -32,7 +31,7 @@ def test_every_vm_is_read_with_oned_units_converted():
     assert vm.memory_bytes == 2048 * MIB  # TEMPLATE/MEMORY is MiB
     assert vm.cpu == 0.5 and vm.vcpus == 2
     assert [(d.disk_id, d.size_bytes) for d in vm.disks] == [("0", 2252 * MIB), ("2", 1024 * MIB)]
-    assert vm.nics == 2  # one NIC + one PCI NIC; the PCI GPU is not a NIC
+    assert len(vm.nics) == 2  # one NIC + one PCI NIC; the PCI GPU is not a NIC
     assert vm.flavours == 3
 
 
@@ -135,3 +134,34 @@ def test_garbage_numbers_give_no_value_not_a_crash():
     vm = pool.items[0]
     assert vm.memory_bytes is None and vm.cpu is None and vm.vcpus is None
     assert vm.disks[0].size_bytes is None and vm.flavours == -1
+
+
+def test_the_fields_discovery_reads_of_a_vm():
+    vm = _vms()[42]
+    assert vm.name == "sr-42"
+    assert (vm.context_ip, vm.context_ip6) == ("172.20.0.42", "")
+    # TEMPLATE/NIC and the PCI NIC, in document order; the PCI GPU is no NIC.
+    assert [(n.nic_id, n.ip) for n in vm.nics] == [(0, "172.20.0.42"), (1, "")]
+    assert vm.prometheus_exporter == "9100"
+    assert (vm.service_id, vm.role_name, vm.flavours_text) == ("11", "worker", "3")
+
+
+def test_single_object_bodies_use_the_same_models():
+    from services.common.oned.pools import parse_host, parse_vm
+
+    start = VM_XML.index("<VM>")
+    end = VM_XML.index("</VM>") + len("</VM>")
+    assert parse_vm(VM_XML[start:end]) == _vms()[42]
+    start = HOST_XML.index("<HOST>")
+    end = HOST_XML.index("</HOST>") + len("</HOST>")
+    host = parse_host(HOST_XML[start:end])
+    assert host == parse_host_pool(HOST_XML).items[0]
+    with pytest.raises(PoolFormatError, match="expected <VM>"):
+        parse_vm(HOST_XML[start:end])
+
+
+def test_host_template_single_attributes_and_cluster():
+    hosts = {h.id: h for h in parse_host_pool(HOST_XML).items}
+    assert hosts[1].attr("HOSTNAME") == "node2"
+    assert hosts[1].attr("NO_SUCH") is None
+    assert all(h.cluster_id == 0 for h in hosts.values())

@@ -1,6 +1,7 @@
 """Streaming reader of oned's XML-RPC replies (pure, no I/O).
 
-oned answers `[ok, body, error code, ...]`, where body is the whole pool as an escaped string.
+oned answers `[ok, body, error code, ...]`, where body is the whole pool as an escaped string
+(reads) or an integer such as the object's id (writes).
 The standard library's unmarshaller takes a callback per text fragment between entities, which
 costs seconds on a 50 MB pool; expat with text buffering hands over megabyte pieces, and the body
 is passed on to the pool reader as it arrives, so the reply is parsed in one pass.
@@ -9,10 +10,10 @@ is passed on to the pool reader as it arrives, so the reply is parsed in one pas
 from __future__ import annotations
 
 import xmlrpc.client
-from typing import Protocol
+from typing import Any, Protocol
 from xml.parsers import expat
 
-from .pool import Pool
+from .models import Pool
 
 # The value path of `[ok, body, code]` inside a methodResponse.
 _DATA_PATH = ("methodResponse", "params", "param", "value", "array", "data")
@@ -43,10 +44,18 @@ def request_body(method: str, *params: object) -> bytes:
     return xmlrpc.client.dumps(tuple(params), methodname=method, allow_none=False).encode()
 
 
-class RpcReplyReader:
-    """Feed the reply's bytes; `close()` returns the body parsed by `sink` or raises RpcRefused."""
+_SCALARS = {"int": int, "i4": int, "i8": int, "boolean": lambda t: t.strip() == "1"}
 
-    def __init__(self, method: str, sink: BodySink) -> None:
+
+class RpcReplyReader:
+    """Feed the reply's bytes; `close()` returns the body or raises RpcRefused.
+
+    With a `sink`, the body must be a string and is streamed into it (`close()` returns what
+    the sink makes of it); without one, the body is returned as a value: `int` for oned's
+    integer replies, `bool`, or `str`.
+    """
+
+    def __init__(self, method: str, sink: BodySink | None = None) -> None:
         self.method = method
         self._sink = sink
         self._parser = expat.ParserCreate()
@@ -62,6 +71,8 @@ class RpcReplyReader:
         self._message: list[str] = []  # the body when oned refused
         self._bare: list[str] = []  # a body given as <value>text</value> without <string>
         self._body_typed = False
+        self._body_type = "string"
+        self._scalar: list[str] = []  # the body when there is no sink
         self._code_text: list[str] = []
         self._fault = False
         self._fault_member: str | None = None
@@ -81,14 +92,15 @@ class RpcReplyReader:
                 self._ok = "".join(self._ok_text).strip() == "1"
         elif depth == 8 and self._index == 1 and self._in_data():
             self._body_typed = True
-            if name != "string":
+            self._body_type = name
+            if name != "string" and (self._sink is not None or name not in _SCALARS):
                 raise RpcFormatError(f"{self.method}: reply body is <{name}>, expected a string")
 
     def _end(self, name: str) -> None:
         depth = len(self._stack)
         if depth == 7 and name == "value" and self._index == 1 and self._in_data():
             if not self._body_typed and self._ok:
-                self._sink.feed("".join(self._bare))
+                self._body("".join(self._bare))
         self._stack.pop()
 
     def _data(self, text: str) -> None:
@@ -101,15 +113,21 @@ class RpcReplyReader:
         if self._index == 0:
             self._ok_text.append(text)
         elif self._index == 1:
-            if depth == 8 and self._stack[7] == "string":
+            if depth == 8:
                 if self._ok:
-                    self._sink.feed(text)
+                    self._body(text)
                 else:
                     self._message.append(text)
             elif depth == 7:
                 (self._bare if self._ok else self._message).append(text)
         elif self._index == 2:
             self._code_text.append(text)
+
+    def _body(self, text: str) -> None:
+        if self._sink is not None:
+            self._sink.feed(text)
+        else:
+            self._scalar.append(text)
 
     def _fault_text(self, text: str) -> None:
         stack = self._stack
@@ -125,7 +143,7 @@ class RpcReplyReader:
         except expat.ExpatError as exc:
             raise RpcFormatError(f"{self.method}: malformed XML-RPC reply: {exc}") from None
 
-    def close(self) -> Pool:
+    def close(self) -> Any:
         """Finish the reply: the parsed body, RpcRefused, or RpcFormatError."""
         try:
             self._parser.Parse(b"", True)
@@ -140,7 +158,16 @@ class RpcReplyReader:
         if not self._ok:
             message = "".join(self._message).strip() or "refused without a message"
             raise RpcRefused(f"{self.method}: {message}", _int("".join(self._code_text)))
-        return self._sink.close()
+        if self._sink is not None:
+            return self._sink.close()
+        text = "".join(self._scalar)
+        convert = _SCALARS.get(self._body_type)
+        if convert is None:
+            return text
+        try:
+            return convert(text)
+        except ValueError:
+            raise RpcFormatError(f"{self.method}: reply body {text[:40]!r} is no integer") from None
 
 
 def _int(text: str) -> int | None:
