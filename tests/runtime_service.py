@@ -32,6 +32,7 @@ class EchoConfig(ServiceConfig):
     interval: float = option(2.0, "a float flag")
     degraded: bool = option(False, "report 503 on /healthz")
     start_delay: float = option(0.0, "seconds the start-up takes (a slow first cycle)")
+    stop_delay: float = option(0.0, "seconds the cleanup takes (a hung flush)")
 
 
 def create_app(config: EchoConfig) -> web.Application:
@@ -64,13 +65,16 @@ def create_app(config: EchoConfig) -> web.Application:
 
     app.router.add_post("/v1/echo", echo)
 
-    async def slow_start(_app: web.Application) -> AsyncIterator[None]:
+    async def slow_start_and_stop(_app: web.Application) -> AsyncIterator[None]:
         if config.start_delay:
             log.info("starting up for %s s", config.start_delay)
             await asyncio.sleep(config.start_delay)
         yield
+        if config.stop_delay:
+            log.info("cleaning up for %s s", config.stop_delay)
+            await asyncio.sleep(config.stop_delay)
 
-    app.cleanup_ctx.append(slow_start)
+    app.cleanup_ctx.append(slow_start_and_stop)
     app.router.add_get("/v1/slow", slow)
     app.router.add_get("/v1/sleeping", show_sleeping)
     app.router.add_get("/v1/config", show_config)

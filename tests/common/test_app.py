@@ -2,17 +2,21 @@
 
 Through the runtime test service's `create_app`, served as `runner.serve` serves it
 (`testkit.server.app_client`): routes, JSON errors, body limit, bearer auth, self metrics,
-config reaching the app. What only a process shows is in `test_runtime_service.py`.
+config reaching the app, the stop's deadline. What only a process shows is in
+`test_runtime_service.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import time
 
 import pytest
 
 from services.common.config import load_config
+from services.common.runner import stop_runner
+from services.common.server import ServiceRunner
 from testkit.server import app_client
 from tests.runtime_service import EchoConfig, create_app
 
@@ -119,3 +123,12 @@ async def test_config_precedence_flag_over_yaml_over_default(echo, tmp_path):
     assert body["greeting"] == "from-yaml" and body["interval"] == 7.5
     body = await shown("--config", str(config_file), "--greeting", "flag")
     assert body["greeting"] == "flag" and body["interval"] == 7.5
+
+
+async def test_a_cleanup_that_hangs_is_cut_at_the_stop_deadline(caplog):
+    runner = ServiceRunner(create_app(EchoConfig(stop_delay=60.0)))
+    await runner.setup()
+    started = time.monotonic()
+    assert await stop_runner(runner, budget=0.2) == 1
+    assert time.monotonic() - started < 5.0
+    assert "stop did not finish within 0.2 s" in caplog.text
