@@ -102,16 +102,23 @@ class NsConnection(http.client.HTTPConnection):
     def connect(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = self._ns.socket(family)
-        sock.settimeout(self.timeout)
-        sock.connect((self.host, self.port))
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect((self.host, self.port))
+        except BaseException:
+            sock.close()
+            raise
         self.sock = sock
 
 
 class Agent:
     """A tunnel_agent subprocess inside a namespace and a client to it."""
 
-    def __init__(self, ns: Netns, service: Service, port: int, token: str | None) -> None:
+    def __init__(
+        self, ns: Netns, service: Service, port: int, token: str | None, host: str = "127.0.0.1"
+    ) -> None:
         self.ns = ns
+        self.host = host
         self.service = service
         self.port = port
         self.token = token
@@ -127,7 +134,7 @@ class Agent:
         raw: bytes | None = None,
     ) -> tuple[int, Any]:
         """(status, parsed JSON or None); `token=True` sends the agent's own token."""
-        conn = NsConnection(self.ns, "127.0.0.1", self.port, timeout)
+        conn = NsConnection(self.ns, self.host, self.port, timeout)
         headers = {}
         bearer = self.token if token is True else token
         if bearer:
@@ -152,7 +159,7 @@ class Agent:
         return body["tunnels"]
 
     def metrics(self) -> str:
-        conn = NsConnection(self.ns, "127.0.0.1", self.port, 10)
+        conn = NsConnection(self.ns, self.host, self.port, 10)
         try:
             conn.request("GET", "/metrics")
             return conn.getresponse().read().decode()
@@ -281,10 +288,12 @@ class Lab:
         *flags: str,
         token: str | None = "lab-token-0123456789",
         port: int = 9933,
+        host: str = "0.0.0.0",
         wait: bool = True,
     ) -> Agent:
         """Start `python -m services.tunnel_agent` inside `ns` as a real subprocess."""
-        args = ["--listen", f"0.0.0.0:{port}", "--peer-port", str(port)]
+        listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        args = ["--listen", listen, "--peer-port", str(port)]
         if token is None:
             args.append("--insecure-no-auth")
         else:
@@ -292,10 +301,17 @@ class Lab:
         argv = ns.exec_argv([sys.executable, "-m", "services.tunnel_agent", *args, *flags])
         service = Service(argv)
         self.services.append(service)
-        agent = Agent(ns, service, port, token)
+        agent = Agent(ns, service, port, token, "::1" if ":" in host else "127.0.0.1")
         if wait:
             agent.wait_up()
         return agent
+
+    def agents(self, *namespaces: Netns, **kwargs: Any) -> list[Agent]:
+        """One agent per namespace, started together (each takes ~1 s to import and bind)."""
+        started = [self.agent(ns, wait=False, **kwargs) for ns in namespaces]
+        for agent in started:
+            agent.wait_up()
+        return started
 
     def run_in(self, ns: Netns, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess:
         return subprocess.run(ns.exec_argv(argv), cwd=ROOT, **kwargs)
