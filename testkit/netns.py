@@ -306,9 +306,9 @@ class Lab:
             agent.wait_up()
         return agent
 
-    def agents(self, *namespaces: Netns, **kwargs: Any) -> list[Agent]:
+    def agents(self, namespaces: Sequence[Netns], *flags: str, **kwargs: Any) -> list[Agent]:
         """One agent per namespace, started together (each takes ~1 s to import and bind)."""
-        started = [self.agent(ns, wait=False, **kwargs) for ns in namespaces]
+        started = [self.agent(ns, *flags, wait=False, **kwargs) for ns in namespaces]
         for agent in started:
             agent.wait_up()
         return started

@@ -79,7 +79,9 @@ async def accept_tunnel(request: web.Request) -> web.Response:
         body, created = await tunnels.accept(tunnel_id, spec)
     except InUse as exc:
         tunnels.counts[("create", "dst", "conflict")] += 1
-        return web.json_response({"error": exc.message, "conflict": exc.what}, status=409)
+        return web.json_response(
+            {"error": exc.message, "conflict": exc.what, **tunnels.in_use()}, status=409
+        )
     except Exception as exc:
         tunnels.counts[("create", "dst", _result_of(exc))] += 1
         raise
@@ -111,7 +113,7 @@ async def get_tunnel(request: web.Request) -> web.Response:
         return web.json_response(
             {"id": tunnel_id, "vni": tunnels.creating[tunnel_id], "state": "creating"}
         )
-    half = await tunnels.find(tunnel_id)
+    half = await tunnels.find(tunnel_id, thorough=True)
     if half is None:
         raise NotFound(f"no tunnel {tunnel_id} on this host")
     return web.json_response(half.as_json(tunnels.clock()))
@@ -170,6 +172,7 @@ def create_app(
     app[REGISTRY].register(TunnelCollector(tunnels, lambda: sweeper))
 
     async def netlink_ctx(_app: web.Application) -> AsyncIterator[None]:
+        await tunnels.read()  # the index of our halves, before the first request
         yield
         nl.close()
 

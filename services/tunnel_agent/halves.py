@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Iterable
 
 from .allocate import SUBNET_PREFIX, ends, subnet_of
-from .naming import GROUP_MARK, Lease, parse_alias, parse_name
+from .naming import DOOMED_GROUP, GROUP_MARK, Lease, parse_alias, parse_name
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -87,7 +87,7 @@ def owned(link: Link) -> bool:
     """Ours: a name of our form AND our alias or our creation-time group mark."""
     if parse_name(link.name) is None:
         return False
-    return parse_alias(link.alias) is not None or link.group == GROUP_MARK
+    return parse_alias(link.alias) is not None or link.group in (GROUP_MARK, DOOMED_GROUP)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +110,7 @@ class Half:
             and self.vxlan.master == self.bridge.index
             and self.lease is not None
             and self.local_ip is not None
+            and self.bridge.group != DOOMED_GROUP
         )
 
     @property

@@ -23,7 +23,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from .allocate import SUBNET_PREFIX
 from .errors import BadPeer, InUse, KernelError
 from .halves import Address, IPAddress, Link, Route, Vxlan, owned
-from .naming import GROUP_MARK, bridge_name, vxlan_name
+from .naming import DOOMED_GROUP, GROUP_MARK, bridge_name, vxlan_name
 
 T = TypeVar("T")
 
@@ -232,6 +232,24 @@ def read_half_links(ipr: IPRoute, vni: int) -> list[Link]:
     return [link for link in found if link is not None and owned(link)]
 
 
+def read_half(ipr: IPRoute, vni: int) -> tuple[list[Link], list[Address]]:
+    """One VNI's interfaces of ours and their addresses (targeted: no link dump)."""
+    links = read_half_links(ipr, vni)
+    names = {link.index: link.name for link in links}
+    addresses = []
+    for msg in ipr.addr("dump", family=socket.AF_INET):
+        if msg["index"] in names:
+            address = _ip(msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS"))
+            if address is not None:
+                scope = SCOPES.get(msg["scope"], str(msg["scope"]))
+                addresses.append(
+                    Address(
+                        msg["index"], names[msg["index"]], address, msg["prefixlen"], "inet", scope
+                    )
+                )
+    return links, addresses
+
+
 def create_half(ipr: IPRoute, spec: HalfSpec) -> None:
     """Bridge with the overlay address + VXLAN to the peer (dstport 4789, learning off).
 
@@ -302,9 +320,24 @@ def _delete_if_ours(ipr: IPRoute, name: str) -> bool:
 
 def delete_half(ipr: IPRoute, vni: int) -> bool:
     """Remove both interfaces of a half (only if they are ours); True when anything went."""
-    gone_vxlan = _delete_if_ours(ipr, vxlan_name(vni))
-    gone_bridge = _delete_if_ours(ipr, bridge_name(vni))
-    return gone_vxlan or gone_bridge
+    return delete_halves(ipr, [vni])[vni]
+
+
+def delete_halves(ipr: IPRoute, vnis: list[int]) -> dict[int, bool]:
+    """Remove the interfaces of several halves at once (only ours); True per VNI that had any.
+
+    Each is moved to DOOMED_GROUP, then the group goes in one request (one batch in the
+    kernel). An agent killed in between leaves them marked: its sweep removes them.
+    """
+    found: dict[int, bool] = {}
+    for vni in vnis:
+        links = read_half_links(ipr, vni)
+        for link in links:
+            ipr.link("set", index=link.index, group=DOOMED_GROUP)
+        found[vni] = bool(links)
+    if any(found.values()):
+        ipr.link("del", index=0, group=DOOMED_GROUP)
+    return found
 
 
 def set_alias(ipr: IPRoute, vni: int, alias: str) -> None:

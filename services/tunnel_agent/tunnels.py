@@ -41,7 +41,9 @@ from .peers import PeerClient, error_of
 log = logging.getLogger("services.tunnel_agent")
 
 # Picks per request before giving up when the peer keeps refusing what we pick (409).
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 16
+# At most this many of its used VNIs and /30s a peer lists in a 409 (a bounded answer).
+MAX_LISTED = 4096
 # Concurrent orphan checks during one sweep.
 SWEEP_CONCURRENCY = 8
 
@@ -70,6 +72,26 @@ def answer(lease: Lease, vni: int, local_ip: Any, peer_ip: Any, mtu: int) -> dic
     }
 
 
+def listed_vnis(data: Any) -> set[int]:
+    """The VNIs a peer's 409 says it uses (ignoring anything malformed)."""
+    values = data.get("used_vnis") if isinstance(data, dict) else None
+    if not isinstance(values, list):
+        return set()
+    return {v for v in values[:MAX_LISTED] if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def listed_subnets(data: Any) -> set[ipaddress.IPv4Network]:
+    """The /30s a peer's 409 says it uses (ignoring anything malformed)."""
+    values = data.get("used_subnets") if isinstance(data, dict) else None
+    out: set[ipaddress.IPv4Network] = set()
+    for text in values[:MAX_LISTED] if isinstance(values, list) else []:
+        try:
+            out.add(ipaddress.IPv4Network(text))
+        except (ValueError, TypeError):
+            continue
+    return out
+
+
 class Tunnels:
     """The tunnel halves of this host and the operations on them."""
 
@@ -96,33 +118,48 @@ class Tunnels:
         self.creating: dict[str, int] = {}  # tunnel id -> VNI, while its half is being built
         self.counts: collections.Counter[tuple[str, ...]] = collections.Counter()
         self.halves: list[Half] = []  # the last read of the kernel (metrics, /healthz)
-        self._refresh: asyncio.Task | None = None
+        self._doomed: dict[int, asyncio.Future[bool]] = {}
+        self._deleter: asyncio.Task | None = None
 
     # -- reading ---------------------------------------------------------------------------
 
     async def read(self) -> list[Half]:
-        """Our halves as the kernel has them now."""
+        """Our halves as the kernel has them now (a full read; refreshes the index)."""
         links, addresses = await self.nl.run(netlink.read_state)
         self.halves = assemble(links, addresses)
         return self.halves
 
-    def refresh_soon(self) -> None:
-        """Re-read the kernel in the background (metrics follow creates and deletes)."""
-        if self._refresh is None or self._refresh.done():
-            self._refresh = asyncio.get_running_loop().create_task(self._refresh_once())
+    async def reread(self, vni: int) -> Half | None:
+        """One VNI's half as the kernel has it now, updating the index (targeted read)."""
+        links, addresses = await self.nl.run(netlink.read_half, vni)
+        found = assemble(links, addresses)
+        half = found[0] if found else None
+        self.halves = [h for h in self.halves if h.vni != vni] + ([half] if half else [])
+        return half
 
-    async def _refresh_once(self) -> None:
-        await asyncio.sleep(0.05)  # one read for a burst of changes
-        try:
-            await self.read()
-        except Exception as exc:  # a failed refresh only delays the metrics
-            log.warning("re-reading tunnels failed: %s", exc)
-
-    async def find(self, tunnel_id: str) -> Half | None:
-        for half in await self.read():
+    async def find(self, tunnel_id: str, *, thorough: bool = False) -> Half | None:
+        """The half with this id: looked up in the index and checked in the kernel; with
+        `thorough`, a miss is confirmed by a full read (a peer's orphan check relies on it)."""
+        for half in list(self.halves):
             if half.id == tunnel_id:
-                return half
+                current = await self.reread(half.vni)
+                if current is not None and current.id == tunnel_id:
+                    return current
+        if thorough:
+            for half in await self.read():
+                if half.id == tunnel_id:
+                    return half
         return None
+
+    def in_use(self) -> dict:
+        """What this host uses or is building, for a refused peer to avoid all at once."""
+        vnis = {h.vni for h in self.halves} | self._reserved_vnis
+        subnets = {subnet_of(h.local_ip) for h in self.halves if h.local_ip}
+        subnets |= self._reserved_subnets
+        return {
+            "used_vnis": sorted(vnis)[:MAX_LISTED],
+            "used_subnets": [str(s) for s in sorted(subnets)][:MAX_LISTED],
+        }
 
     async def addresses(self) -> list[dict]:
         _links, addresses = await self.nl.run(netlink.read_state)
@@ -222,17 +259,17 @@ class Tunnels:
         path = await self.nl.run(netlink.path_to, peer)
         async with self._pairs.hold((vm_id, peer)):
             now = self.clock()
-            for half in await self.read():
-                lease = half.lease
+            for known in list(self.halves):
+                lease = known.lease
                 if (
-                    half.complete
-                    and lease is not None
+                    lease is not None
                     and lease.role == "src"
                     and lease.vm_id == vm_id
-                    and half.underlay_peer == peer
-                    and not half.expired(now)
+                    and known.underlay_peer == peer
                 ):
-                    return await self._renew(half), False
+                    half = await self.reread(known.vni)
+                    if half is not None and half.complete and not half.expired(now):
+                        return await self._renew(half), False
             mtu = self.overlay_mtu(path, peer)
             skip_vnis: set[int] = set()
             skip_subnets: set[ipaddress.IPv4Network] = set()
@@ -245,7 +282,7 @@ class Tunnels:
                 finally:
                     self._release(vni, subnet)
                 if done is not None:
-                    self.refresh_soon()
+                    await self.reread(vni)
                     return done, True
             raise PoolExhausted(
                 f"peer {peer} refused {MAX_ATTEMPTS} VNI/subnet picks in a row as in use"
@@ -293,6 +330,8 @@ class Tunnels:
                     skip_vnis.add(vni)
                 if what != "vni":
                     skip_subnets.add(subnet)
+                skip_vnis.update(listed_vnis(data))
+                skip_subnets.update(listed_subnets(data))
                 log.info(
                     "peer %s has %s of VNI %s / %s in use; picking again", peer, what, vni, subnet
                 )
@@ -354,7 +393,7 @@ class Tunnels:
             if status not in (200, 201):
                 raise PeerFailed(f"peer agent {peer} refused the renewal: {error_of(status, data)}")
             await self.nl.run(netlink.set_alias, half.vni, format_alias(renewed))
-        self.refresh_soon()
+            await self.reread(half.vni)
         return answer(renewed, half.vni, half.local_ip, half.peer_ip, vx.mtu)
 
     # -- accept (destination side) ---------------------------------------------------------
@@ -378,6 +417,7 @@ class Tunnels:
                         spec.vni, format_alias(lease), mtu, spec.local_ip, path.local, spec.peer
                     ),
                 )
+                await self.reread(spec.vni)
             finally:
                 self.creating.pop(tunnel_id, None)
                 self._release(spec.vni, subnet)
@@ -391,7 +431,6 @@ class Tunnels:
             spec.peer_ip,
             mtu,
         )
-        self.refresh_soon()
         return answer(lease, spec.vni, spec.local_ip, spec.peer_ip, mtu), True
 
     async def _accept_again(self, half: Half, spec: AcceptSpec) -> dict:
@@ -409,7 +448,7 @@ class Tunnels:
         renewed = lease.renewed(max(lease.expires_at, spec.expires_at))
         async with self._vnis.hold(half.vni):
             await self.nl.run(netlink.set_alias, half.vni, format_alias(renewed))
-        self.refresh_soon()
+            await self.reread(half.vni)
         return public(Half(half.vni, half.bridge, half.vxlan, renewed, half.local_ip))
 
     # -- close -----------------------------------------------------------------------------
@@ -427,7 +466,8 @@ class Tunnels:
 
         async def local() -> str:
             async with self._vnis.hold(half.vni):
-                gone = await self.nl.run(netlink.delete_half, half.vni)
+                gone = await self._delete(half.vni)
+                await self.reread(half.vni)
             return "deleted" if gone else "absent"
 
         async def remote() -> str:
@@ -447,8 +487,32 @@ class Tunnels:
         result = "deleted" if peer_result in ("deleted", "absent", "skipped") else "peer_failed"
         self.counts[("delete", result)] += 1
         log.info("tunnel %s closed: here %s, peer %s", tunnel_id, local_result, peer_result)
-        self.refresh_soon()
         return {"id": tunnel_id, "local": local_result, "peer": peer_result}
+
+    async def _delete(self, vni: int) -> bool:
+        """Remove a half's interfaces; deletes that arrive together go in one batch."""
+        future = self._doomed.get(vni)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._doomed[vni] = future
+        if self._deleter is None or self._deleter.done():
+            self._deleter = asyncio.get_running_loop().create_task(self._delete_batches())
+        return await asyncio.shield(future)
+
+    async def _delete_batches(self) -> None:
+        await asyncio.sleep(0)  # let the deletes of this loop iteration join the batch
+        while self._doomed:
+            batch, self._doomed = self._doomed, {}
+            try:
+                gone = await self.nl.run(netlink.delete_halves, list(batch))
+            except Exception as exc:
+                for future in batch.values():
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for vni, future in batch.items():
+                    if not future.done():
+                        future.set_result(gone.get(vni, False))
 
     # -- sweep -----------------------------------------------------------------------------
 
@@ -507,7 +571,8 @@ class Tunnels:
                     lease is not None and lease.expires_at > self.clock() for lease in current
                 ):
                     return  # renewed meanwhile
-            await self.nl.run(netlink.delete_half, half.vni)
+            await self._delete(half.vni)
+            await self.reread(half.vni)
         self.counts[("removed", reason)] += 1
         log.info(
             "removed %s tunnel half VNI %s (id %s, vm %s)",

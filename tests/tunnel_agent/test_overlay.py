@@ -15,7 +15,7 @@ from .probes import Capture, ping, tcp_stream
 class Pair:
     def __init__(self, lab: Lab, family: int = 4, mtu: int = 1500) -> None:
         (self.a, self.ip_a), (self.b, self.ip_b) = lab.hosts(2, family=family, mtu=mtu)
-        self.A, self.B = lab.agents(self.a, self.b)
+        self.A, self.B = lab.agents((self.a, self.b))
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_same_vm_and_peer_returns_the_existing_tunnel_with_a_renewed_lease(pair)
 
 def test_ipv6_underlay_and_the_route_mtu(lab):
     (a, ip_a), (b, ip_b) = lab.hosts(2, family=6, mtu=1500)
-    A, _B = lab.agents(a, b, host="::")  # peers reach each other over IPv6
+    A, _B = lab.agents((a, b), host="::")  # peers reach each other over IPv6
     status, t = A.request("POST", "/v1/tunnels", {"vm_id": 1, "peer": ip_b})
     assert status == 201, t
     assert t["mtu"] == 1500 - 70
@@ -121,7 +121,7 @@ def test_peer_by_host_name_and_the_smaller_mtu_of_both_ends(lab):
     (a, ip_a), (b, ip_b) = lab.hosts(2, mtu=9000)
     lab.hosts_file(a, {"kvm-b": ip_b})
     b.ip("route", "add", f"{ip_a}/32", "dev", "u1b", "mtu", "1500")  # b's way back is smaller
-    A, _B = lab.agents(a, b)
+    A, _B = lab.agents((a, b))
     status, t = A.request("POST", "/v1/tunnels", {"vm_id": 3, "peer": "kvm-b"})
     assert status == 201, t
     assert t["mtu"] == 1500 - 50
