@@ -116,10 +116,13 @@ class Capture:
         self.sock.close()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        # Drain what is queued before stopping: only the kernel's own drops are lost.
+        while True:
             try:
                 frame = self.sock.recv(1 << 18)
             except TimeoutError:
+                if self._stop.is_set():
+                    return
                 continue
             self._count(frame)
 

@@ -53,14 +53,21 @@ def test_tunnel_carries_ping_df_1400_and_a_tcp_stream_as_vxlan(pair):
     with pytest.raises(OSError):  # one byte over the overlay MTU cannot leave with DF
         ping(pair.a, t["peer_ip"], size=t["mtu"] + 1)
     # 32 MB of TCP to the destination's overlay address travel as VXLAN on the underlay.
-    before_a, before_b = pair.a.link(vxlan)["stats64"], pair.b.link(vxlan)["stats64"]
+    before = [
+        ns.link(dev)["stats64"] for ns, dev in ((pair.a, vxlan), (pair.b, vxlan), (pair.b, "u1b"))
+    ]
     nbytes = 32 << 20
     with Capture(pair.b, "u1b") as cap:
         assert tcp_stream(pair.a, pair.b, t["peer_ip"], nbytes) == nbytes
-    after_a, after_b = pair.a.link(vxlan)["stats64"], pair.b.link(vxlan)["stats64"]
-    assert after_a["tx"]["bytes"] - before_a["tx"]["bytes"] >= nbytes
-    assert after_b["rx"]["bytes"] - before_b["rx"]["bytes"] >= nbytes
-    assert cap.vxlan_bytes.get(vni, 0) >= nbytes * 0.9, cap.vxlan_packets
+    after = [
+        ns.link(dev)["stats64"] for ns, dev in ((pair.a, vxlan), (pair.b, vxlan), (pair.b, "u1b"))
+    ]
+    assert after[0]["tx"]["bytes"] - before[0]["tx"]["bytes"] >= nbytes  # into VXLAN at a
+    assert after[1]["rx"]["bytes"] - before[1]["rx"]["bytes"] >= nbytes  # out of VXLAN at b
+    assert after[2]["rx"]["bytes"] - before[2]["rx"]["bytes"] >= nbytes  # over the underlay
+    # What crossed the underlay was UDP 4789 with this tunnel's VNI (a capture may miss
+    # frames when the machine is busy, hence a share and not the total).
+    assert cap.vxlan_bytes.get(vni, 0) >= nbytes // 2, cap.vxlan_packets
     assert cap.bare_tcp_to.get(t["peer_ip"], 0) == 0  # nothing to the overlay went bare
     # The agent reports the counters it reads from the kernel.
     listed = {x["id"]: x for x in pair.A.tunnels()}[t["id"]]
@@ -108,7 +115,8 @@ def test_ipv6_underlay_and_the_route_mtu(lab):
     assert wait_for(lambda: ping(a, t["peer_ip"], size=1400), 5, "ping over an IPv6 underlay")
     with Capture(b, "u1b") as cap:
         assert tcp_stream(a, b, t["peer_ip"], 4 << 20) == 4 << 20
-    assert cap.vxlan_bytes.get(t["vni"], 0) >= 4 << 20
+    assert cap.vxlan_bytes.get(t["vni"], 0) >= 2 << 20
+    assert b.link(f"ocvx{t['vni']}")["stats64"]["rx"]["bytes"] >= 4 << 20
     assert A.request("DELETE", f"/v1/tunnels/{t['id']}")[0] == 200
     # A route with its own MTU (a path with a smaller MTU) sets the overlay's.
     a.ip("-6", "route", "add", f"{ip_b}/128", "dev", "u1a", "mtu", "1400")
