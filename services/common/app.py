@@ -51,6 +51,8 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("JSON nested too deeply") from None
 
 
 def _route_name(request: web.Request) -> str:

@@ -151,7 +151,7 @@ def read_state(ipr: IPRoute) -> tuple[list[Link], list[Address]]:
 def read_routes(ipr: IPRoute) -> list[Route]:
     """Every IPv4 route of every table."""
     out = []
-    for msg in ipr.route("dump", family=socket.AF_INET, table=0):
+    for msg in ipr.route("dump", family=socket.AF_INET):  # every table
         dst = msg.get_attr("RTA_DST") or "0.0.0.0"
         try:
             net = ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False)
