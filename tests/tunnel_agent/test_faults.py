@@ -37,15 +37,18 @@ def test_killed_agent_restarts_finds_its_tunnels_and_removes_expired_and_broken_
     a.ip("link", "add", "ocbr5000", "group", str(0x6F6E6563), "type", "bridge")
     a.ip("link", "add", "ocbr6000", "type", "bridge")
     A2 = lab.agent(a)
-    wait_for(lambda: f"ocbr{expire['vni']}" not in ours(a), 10, "the expired half to go")
-    wait_for(lambda: "ocbr5000" not in ours(a), 10, "the half-built leftover to go")
+    removed = "one_cognit_tunnel_agent_sweep_removed_total"
+    wait_for(
+        lambda: A2.metric(removed, reason="expired") == 1
+        and A2.metric(removed, reason="incomplete") == 1,
+        10,
+        "the start-up sweep to remove the expired half and the half-built leftover",
+    )
     assert ours(a) == {f"ocbr{keep['vni']}", f"ocvx{keep['vni']}", "ocbr6000"}
     listed = A2.tunnels()
     assert [(t["id"], t["vni"], t["role"], t["state"]) for t in listed] == [
         (keep["id"], keep["vni"], "src", "up")
     ]
-    assert A2.metric("one_cognit_tunnel_agent_sweep_removed_total", reason="expired") == 1
-    assert A2.metric("one_cognit_tunnel_agent_sweep_removed_total", reason="incomplete") == 1
     # It serves the tunnel it found: it still carries traffic, and DELETE closes both ends.
     assert wait_for(lambda: ping(a, keep["peer_ip"], size=1400), 5, "ping after restart")
     assert A2.request("DELETE", f"/v1/tunnels/{keep['id']}")[1]["peer"] == "deleted"
