@@ -39,8 +39,10 @@ def test_killed_agent_restarts_finds_its_tunnels_and_removes_expired_and_broken_
     A2 = lab.agent(a)
     removed = "one_cognit_tunnel_agent_sweep_removed_total"
     wait_for(
-        lambda: A2.metric(removed, reason="expired") == 1
-        and A2.metric(removed, reason="incomplete") == 1,
+        lambda: (
+            A2.metric(removed, reason="expired") == 1
+            and A2.metric(removed, reason="incomplete") == 1
+        ),
         10,
         "the start-up sweep to remove the expired half and the half-built leftover",
     )
