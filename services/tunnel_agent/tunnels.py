@@ -458,7 +458,7 @@ class Tunnels:
 
         Idempotent: an id found nowhere answers `"local": "absent"`.
         """
-        half = await self.find(tunnel_id)
+        half = await self.find(tunnel_id, thorough=True)
         if half is None:
             self.counts[("delete", "absent")] += 1
             return {"id": tunnel_id, "local": "absent", "peer": "unknown"}
