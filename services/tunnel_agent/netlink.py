@@ -226,6 +226,12 @@ def first_free_vni(ipr: IPRoute, candidates: list[int]) -> int | None:
     return None
 
 
+def probe(ipr: IPRoute, candidates: list[int]) -> tuple[int | None, list[ipaddress.IPv4Address]]:
+    """One trip for an allocation: the first free candidate VNI and this host's IPv4
+    addresses (each trip to the netlink thread costs a hop through the event loop)."""
+    return first_free_vni(ipr, candidates), read_v4_addresses(ipr)
+
+
 def read_half_links(ipr: IPRoute, vni: int) -> list[Link]:
     """The interfaces of one VNI that are ours (targeted: no dump)."""
     found = (_get(ipr, bridge_name(vni)), _get(ipr, vxlan_name(vni)))
@@ -316,6 +322,12 @@ def _delete_if_ours(ipr: IPRoute, name: str) -> bool:
             raise
         return False
     return True
+
+
+def create_and_read(ipr: IPRoute, spec: HalfSpec) -> tuple[list[Link], list[Address]]:
+    """create_half, then read_half, in one trip to the netlink thread."""
+    create_half(ipr, spec)
+    return read_half(ipr, spec.vni)
 
 
 def delete_half(ipr: IPRoute, vni: int) -> bool:

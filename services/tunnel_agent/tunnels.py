@@ -131,7 +131,13 @@ class Tunnels:
 
     async def reread(self, vni: int) -> Half | None:
         """One VNI's half as the kernel has it now, updating the index (targeted read)."""
-        links, addresses = await self.nl.run(netlink.read_half, vni)
+        return self._index(vni, *await self.nl.run(netlink.read_half, vni))
+
+    async def build(self, spec: HalfSpec) -> Half | None:
+        """Build a half and put it in the index (one trip to the netlink thread)."""
+        return self._index(spec.vni, *await self.nl.run(netlink.create_and_read, spec))
+
+    def _index(self, vni: int, links: list, addresses: list) -> Half | None:
         found = assemble(links, addresses)
         half = found[0] if found else None
         self.halves = [h for h in self.halves if h.vni != vni] + ([half] if half else [])
@@ -216,10 +222,9 @@ class Tunnels:
                 if vni is None:
                     break
                 candidates.append(vni)
-            vni = await self.nl.run(netlink.first_free_vni, candidates) if candidates else None
+            vni, addresses = await self.nl.run(netlink.probe, candidates)
             if vni is None:
                 raise PoolExhausted(f"no free VNI left in --vni-range {low}-{high}")
-            addresses = await self.nl.run(netlink.read_v4_addresses)
             used = used_subnets(self.config.overlay_pool, addresses)
             subnet = pick_subnet(
                 self.rng, self.config.overlay_pool, used | self._reserved_subnets | skip_subnets
@@ -235,12 +240,9 @@ class Tunnels:
     async def _hold(self, vni: int, subnet: ipaddress.IPv4Network) -> None:
         """Reserve exactly this VNI and /30 (a peer's PUT), or InUse naming which is taken."""
         async with self._alloc:
-            if (
-                vni in self._reserved_vnis
-                or await self.nl.run(netlink.first_free_vni, [vni]) is None
-            ):
+            free, addresses = await self.nl.run(netlink.probe, [vni])
+            if vni in self._reserved_vnis or free is None:
                 raise InUse(f"VNI {vni} is in use on this host", "vni")
-            addresses = await self.nl.run(netlink.read_v4_addresses)
             if subnet in self._reserved_subnets or subnet in used_subnets(subnet, addresses):
                 raise InUse(f"subnet {subnet} is in use on this host", "subnet")
             self._reserved_vnis.add(vni)
@@ -282,7 +284,6 @@ class Tunnels:
                 finally:
                     self._release(vni, subnet)
                 if done is not None:
-                    await self.reread(vni)
                     return done, True
             raise PoolExhausted(
                 f"peer {peer} refused {MAX_ATTEMPTS} VNI/subnet picks in a row as in use"
@@ -348,7 +349,7 @@ class Tunnels:
                 raise PeerFailed(f"peer agent {peer} answered an unusable MTU {agreed!r}")
             spec = HalfSpec(vni, format_alias(lease), agreed, local_ip, path.local, peer)
             try:
-                await self.nl.run(netlink.create_half, spec)
+                await self.build(spec)
             except InUse:
                 await asyncio.shield(self._forget_remote(peer, lease.id))
                 skip_vnis.add(vni)
@@ -411,13 +412,11 @@ class Tunnels:
             self.creating[tunnel_id] = spec.vni
             lease = Lease(tunnel_id, spec.vm_id, "dst", spec.expires_at, spec.created_at)
             try:
-                await self.nl.run(
-                    netlink.create_half,
+                await self.build(
                     HalfSpec(
                         spec.vni, format_alias(lease), mtu, spec.local_ip, path.local, spec.peer
-                    ),
+                    )
                 )
-                await self.reread(spec.vni)
             finally:
                 self.creating.pop(tunnel_id, None)
                 self._release(spec.vni, subnet)
