@@ -23,6 +23,13 @@ TARGET_DOWN_MS = 200.0
 TARGET_32_S = 2.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (load-independent, unlike wall times)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -41,7 +48,11 @@ def main() -> int:
         agent_a, _agent_b, agent_c = agents
         up: list[float] = []
         down: list[float] = []
+        pids = [agent_a.service.proc.pid, _agent_b.service.proc.pid]
+        cpu_before = 0.0
         for i in range(args.runs + 3):
+            if i == 3:
+                cpu_before = sum(cpu_seconds(pid) for pid in pids)
             started = time.perf_counter()
             status, body = agent_a.request("POST", "/v1/tunnels", {"vm_id": i, "peer": ip_b})
             took_up = time.perf_counter() - started
@@ -53,6 +64,7 @@ def main() -> int:
             if i >= 3:  # the first cycles warm up imports and caches
                 up.append(took_up * 1000)
                 down.append(took_down * 1000)
+        cpu_per_cycle = (sum(cpu_seconds(pid) for pid in pids) - cpu_before) / args.runs
         jobs = [(agent_a, vm) for vm in range(16)] + [(agent_c, vm) for vm in range(16, 32)]
         started = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(32) as pool:
@@ -84,6 +96,7 @@ def main() -> int:
         f"tunnel down, both ends ({len(down)} runs): p50 {statistics.median(down):6.1f} ms   "
         f"p95 {quantile(down, 0.95):6.1f} ms   (target < {TARGET_DOWN_MS:.0f} ms)"
     )
+    print(f"agent CPU per tunnel up + down, both agents together: {cpu_per_cycle * 1000:.1f} ms")
     print(
         f"32 tunnels up at once (2 sources, 1 peer): {burst_up:.2f} s (target < {TARGET_32_S:.0f}"
         f" s); all 32 down: {burst_down:.2f} s"

@@ -13,6 +13,7 @@ import ctypes
 import http.client
 import json
 import os
+import queue
 import secrets
 import shutil
 import signal
@@ -39,11 +40,58 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
+class _SocketMaker:
+    """A daemon thread inside a namespace that makes sockets there on request."""
+
+    def __init__(self, name: str) -> None:
+        self._requests: queue.Queue = queue.Queue()
+        ready: queue.Queue = queue.Queue()
+        threading.Thread(target=self._run, args=(name, ready), daemon=True).start()
+        error = ready.get()
+        if error is not None:
+            raise error
+
+    def _run(self, name: str, ready: queue.Queue) -> None:
+        try:
+            fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns {name}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            ready.put(exc)
+            return
+        ready.put(None)
+        while True:
+            request = self._requests.get()
+            if request is None:
+                return  # leaves the namespace, so deleting it frees it
+            args, reply = request
+            try:
+                reply.put(socket.socket(*args))
+            except OSError as exc:
+                reply.put(exc)
+
+    def close(self) -> None:
+        self._requests.put(None)
+
+    def make(self, family: int, kind: int, proto: int) -> socket.socket:
+        reply: queue.Queue = queue.Queue()
+        self._requests.put(((family, kind, proto), reply))
+        made = reply.get()
+        if isinstance(made, BaseException):
+            raise made
+        return made
+
+
 class Netns:
     """One network namespace (a simulated host or the underlay switch)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self._maker: _SocketMaker | None = None
 
     def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return ip("-n", self.name, *args, check=check)
@@ -57,27 +105,17 @@ class Netns:
     def socket(
         self, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM, proto: int = 0
     ) -> socket.socket:
-        """A socket that lives in this namespace (made by a thread that entered it)."""
-        box: dict[str, Any] = {}
+        """A socket that lives in this namespace, made by a thread that entered it once and
+        stays there (setns is per thread: the test process itself never moves)."""
+        if self._maker is None:
+            self._maker = _SocketMaker(self.name)
+        return self._maker.make(family, kind, proto)
 
-        def enter_and_make() -> None:
-            fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {self.name}: {os.strerror(err)}")
-                box["sock"] = socket.socket(family, kind, proto)
-            except BaseException as exc:
-                box["exc"] = exc
-            finally:
-                os.close(fd)
-
-        thread = threading.Thread(target=enter_and_make)
-        thread.start()
-        thread.join()
-        if "exc" in box:
-            raise box["exc"]
-        return box["sock"]
+    def release(self) -> None:
+        """Stop the thread that lives in this namespace (before the namespace is deleted)."""
+        if self._maker is not None:
+            self._maker.close()
+            self._maker = None
 
     def links(self) -> list[dict]:
         return self.ip_json("-s", "-d", "link", "show")
@@ -321,6 +359,7 @@ class Lab:
             with contextlib.suppress(Exception):
                 service.close()
         for ns in reversed(self.namespaces):
+            ns.release()
             ip("netns", "del", ns.name, check=False)
         for path in self.etc_dirs:
             shutil.rmtree(path, ignore_errors=True)
