@@ -119,6 +119,8 @@ def patch_config(text: str, jobs: Mapping[str, JobSd]) -> str:
     """`text` with the owned `jobs` pointing where they say; ConfigFormatError if impossible."""
     data, root = load(text)
     expected = expected_data(data, jobs)
+    if data == expected:
+        return text  # already says it, whatever its layout: nothing to write
     try:
         new = _splice(text, root, jobs, data)
         if load(new)[0] == expected:

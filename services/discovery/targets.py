@@ -28,9 +28,10 @@ HOST_JOBS = frozenset({SCAPHANDRE, NODE_EXPORTER, LIBVIRT_EXPORTER})
 VM_JOBS = frozenset({SR_EXPORTER})
 
 # Labels discovery sets; a static group carrying one of them in an owned job is discovery's.
+# `host_id` and `vm_id` are the COGNIT seed's labels for the same jobs: its groups are replaced.
 HOST_LABELS = ("one_host_id", "one_host_name", "one_cluster_id")
 VM_LABELS = ("one_vm_id", "one_vm_name", "one_host_id", "service_id", "role_name", "flavour")
-OWN_LABELS = frozenset(HOST_LABELS + VM_LABELS)
+OWN_LABELS = frozenset(HOST_LABELS + VM_LABELS + ("host_id", "vm_id"))
 
 MAX_LABEL_VALUE = 1024
 
