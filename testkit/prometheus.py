@@ -20,8 +20,10 @@ PROMTOOL = "/usr/bin/promtool"
 class RealPrometheus:
     """A Prometheus process (`--web.enable-lifecycle`) reading `config`, storing in `workdir`."""
 
-    def __init__(self, workdir: Path, config: Path, *, lifecycle: bool = True) -> None:
-        self.port = free_port()
+    def __init__(
+        self, workdir: Path, config: Path, *, lifecycle: bool = True, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [
             PROMETHEUS,

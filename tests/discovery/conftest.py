@@ -82,7 +82,12 @@ class Setup:
         return f"http://127.0.0.1:{self.port}"
 
     def config(self, sim: Sim | None, *args: str, rpc: str | None = None) -> DiscoveryConfig:
-        argv = [
+        argv = self.argv(sim, *args, rpc=rpc)
+        return load_config(DiscoveryConfig, argv, prog="one-discovery", description="test")
+
+    def argv(self, sim: Sim | None, *args: str, rpc: str | None = None) -> list[str]:
+        """discovery's flags for this test (later flags win, as argparse does)."""
+        return [
             "--one-xmlrpc",
             rpc or (sim.rpc_url if sim else "http://127.0.0.1:9/RPC2"),
             "--one-auth",
@@ -103,7 +108,12 @@ class Setup:
             f"127.0.0.1:{self.port}",
             *args,
         ]
-        return load_config(DiscoveryConfig, argv, prog="one-discovery", description="test")
+
+    def start(self, sim: Sim | None, *args: str) -> Service:
+        """discovery as a real process (`python -m services.discovery`), once it answers."""
+        service = Service([sys.executable, "-m", "services.discovery", *self.argv(sim, *args)])
+        service.wait_http(self.url + "/healthz", timeout=30)
+        return service
 
 
 @pytest.fixture
