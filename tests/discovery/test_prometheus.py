@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.discovery.conftest import FLEET, discovery_env, register_hooks, start_sim
 from testkit import get_json, http, wait_for
 from testkit.prometheus import RealPrometheus
+from tests.discovery.conftest import FLEET, discovery_env, register_hooks, start_sim
 
 # What the fixture fleet must show in Prometheus: address -> labels discovery sets.
 SR_EXPORTER = {
