@@ -98,9 +98,27 @@ def entries_from(
     return host_entries, vm_groups, problems
 
 
-def render_sd(groups: Sequence[Group]) -> bytes:
-    """A file_sd / http_sd document: a JSON list, one group per line (readable diffs)."""
+def group_line(group: Group) -> str:
+    """One group as a line of JSON."""
+    return json.dumps(group.as_json(), ensure_ascii=False)
+
+
+def render_sd(groups: Sequence[Group], lines: dict[Group, str] | None = None) -> bytes:
+    """A file_sd / http_sd document: a JSON list, one group per line (readable diffs).
+
+    `lines` caches each group's line: an event changes one VM of thousands, so rendering the
+    others again would be most of its cost.
+    """
     if not groups:
         return b"[]\n"
-    lines = ",\n".join(json.dumps(g.as_json(), ensure_ascii=False) for g in groups)
-    return f"[\n{lines}\n]\n".encode()
+    if lines is None:
+        body = ",\n".join(group_line(g) for g in groups)
+    else:
+        out = []
+        for g in groups:
+            line = lines.get(g)
+            if line is None:
+                line = lines[g] = group_line(g)
+            out.append(line)
+        body = ",\n".join(out)
+    return f"[\n{body}\n]\n".encode()

@@ -122,6 +122,7 @@ class Discovery:
         self._config_error: str | None = None
         self._reload_pending = False
         self._docs: dict[str, tuple[int, bytes]] = {}
+        self._lines: dict[Group, str] = {}
         health.fail("oned", "no reconcile with oned yet")
 
     # -- what is served -----------------------------------------------------------------------
@@ -135,7 +136,10 @@ class Discovery:
         version = self.inventory.version
         cached = self._docs.get(job)
         if cached is None or cached[0] != version:
-            cached = (version, render_sd(self.groups(job)))
+            groups = self.groups(job)
+            if len(self._lines) > 2 * (len(self.inventory.vms) + len(self.inventory.hosts)) + 64:
+                self._lines.clear()  # groups of objects long gone
+            cached = (version, render_sd(groups, self._lines))
             self._docs[job] = cached
         return cached[1]
 
