@@ -40,6 +40,9 @@ Reload = Callable[[], Awaitable[None]]
 # At most this many event reads of oned at once: a burst of hooks (a flow of 500 VMs
 # deployed together) must not open 500 connections to oned.
 EVENT_CONCURRENCY = 16
+# Events before the first reconcile are looked at again after it; past this many the
+# reconcile alone covers them (it reads everything anyway).
+MAX_EARLY = 10_000
 
 
 @dataclasses.dataclass
@@ -175,7 +178,12 @@ class Discovery:
         vm_pool, host_pool = vm_task.result(), host_task.result()
         hosts, vms, problems = entries_from(vm_pool.items, host_pool.items)
         # An event applied while the pools were read may be newer than them: keep it, and
-        # look at that object once more below.
+        # look once more at each object where the two disagree.
+        disagree = {
+            key
+            for key in touched
+            if self.inventory.get(*key) != (hosts if key[0] == "host" else vms).get(key[1])
+        }
         changed = self.inventory.replace(hosts, vms, keep=touched)
         self._report_all(
             problems,
@@ -194,7 +202,7 @@ class Discovery:
         self.health.ok("oned")
         first = not self.synced
         self.synced = True
-        again = touched | (self._early if first else set())
+        again = disagree | (self._early if first else set())
         self._early = set()
         for key in again:
             self._spawn(self._recheck(key))
@@ -210,7 +218,8 @@ class Discovery:
     async def event(self, kind: str, oid: int) -> dict[str, Any]:
         """Look at one object now and apply what oned says; the reply for the hook."""
         if not self.synced:
-            self._early.add((kind, oid))
+            if len(self._early) < MAX_EARLY:
+                self._early.add((kind, oid))
             self.stats.events[(kind, "queued")] += 1
             return {
                 "kind": kind,
@@ -236,10 +245,12 @@ class Discovery:
                 if entry is not None
                 else []
             )
-        if self._sd_error or self._config_error:
+        # The change reached Prometheus' input unless its file could not be written: the
+        # sd file (file_sd), or prometheus.yml itself (static).
+        error = self._config_error if self.config.mode == "static" else self._sd_error
+        if error:
             raise Unavailable(
-                f"{kind} {oid} {result}, but the targets could not be written: "
-                f"{self._sd_error or self._config_error}"
+                f"{kind} {oid} {result}, but the targets could not be written: {error}"
             )
         return body
 

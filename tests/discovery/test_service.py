@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import os
 import stat
@@ -43,7 +44,9 @@ async def get(url: str) -> tuple[int, object]:
             return r.status, text
 
 
-async def post(url: str, body: bytes | str, token: str | None = None) -> tuple[int, dict]:
+async def post(
+    url: str, body: bytes | str | io.BytesIO, token: str | None = None
+) -> tuple[int, dict]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with aiohttp.ClientSession() as s, s.post(url, data=body, headers=headers) as r:
         return r.status, await r.json()
@@ -347,6 +350,9 @@ async def test_missing_config_is_not_created_and_sd_files_are_still_written(setu
         assert "does not exist" in reason and str(setup.prometheus_config) in reason
         assert not setup.prometheus_config.exists()
         assert sd(setup, "sr_exporter")
+        # Events still reach the sd files (the config problem is /healthz's to report).
+        status, reply = await post(url + "/v1/events/vm", vm_xml(shared, 2))
+        assert (status, reply["result"]) == (200, "unchanged")
         # The operator creates it: the next reconcile patches it.
         setup.prometheus_config.write_text("scrape_configs: []\n")
         await discovery.reconcile()
@@ -455,3 +461,57 @@ async def test_backups_are_kept_only_on_change_and_at_most_five(setup, shared):
 
 def test_paths_in_config_are_absolute(setup) -> None:
     assert Path(setup.config(None).sd_dir).is_absolute()
+
+
+async def test_an_event_racing_a_reconcile_converges_on_oneds_truth(setup, tmp_path):
+    sim = start_sim(tmp_path, "--fleet", str(FLEET))
+    try:
+        async with serving(setup.config(sim)) as (url, discovery):
+            await reconciled(discovery)
+            stale = vm_xml(sim, 1)
+            for action in ("poweroff", "resume", "poweroff"):
+                reconcile = asyncio.create_task(discovery.reconcile())
+                await asyncio.to_thread(sim.control, "POST", f"/v1/vms/1/{action}")
+                status, _ = await post(url + "/v1/events/vm", stale)
+                assert status == 200
+                await reconcile
+                await asyncio.gather(*discovery._tasks)  # the second looks, if any
+                up = action == "resume"
+                assert ("1" in ids(sd(setup, "sr_exporter"), "one_vm_id")) == up, action
+    finally:
+        sim.service.close()
+
+
+async def test_a_body_over_1_mib_is_413(setup, shared):
+    async with serving(setup.config(shared)) as (url, discovery):
+        status, reply = await post(url + "/v1/events/vm", io.BytesIO(b"A" * (1024 * 1024 + 4)))
+        assert status == 413 and "1048576" in reply["error"]
+
+
+def test_every_hook_template_registers_as_oned_takes_it(shared):
+    from tests.discovery.conftest import HOOKS, register_hooks
+
+    ids_ = register_hooks(shared)
+    assert len(ids_) == len(list(HOOKS.glob("discovery-*.hook"))) == 10
+    status, body = shared.control("GET", "/v1/hooks")
+    hooks = {h["name"]: h["template"] for h in body["hooks"] if h["id"] in ids_}
+    assert all(
+        t["ARGUMENTS_STDIN"] == "yes" and t["ARGUMENTS"] == "$TEMPLATE" for t in hooks.values()
+    )
+    vm = {(t["STATE"], t["LCM_STATE"]) for t in hooks.values() if t["RESOURCE"] == "VM"}
+    assert vm == {
+        ("ACTIVE", "RUNNING"),
+        ("POWEROFF", "LCM_INIT"),
+        ("SUSPENDED", "LCM_INIT"),
+        ("STOPPED", "LCM_INIT"),
+        ("UNDEPLOYED", "LCM_INIT"),
+        ("DONE", "LCM_INIT"),
+        ("ACTIVE", "UNKNOWN"),
+    }
+    host = {t["STATE"] for t in hooks.values() if t["RESOURCE"] == "HOST"}
+    assert host == {"MONITORED", "DISABLED", "OFFLINE"}
+    for name, t in hooks.items():
+        kind = "vm" if t["RESOURCE"] == "VM" else "host"
+        assert t["COMMAND"] == f"one-cognit/discovery_{kind}_hook", name
+    for hook_id in ids_:
+        shared.one().hook.delete(hook_id)
