@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .files import backup, fsync_dir, lock_path_for, locked
-from .promconfig import ConfigFormatError, JobSd, load, patch_config
+from .promconfig import ConfigFormatError, JobSd, Parsed, load, patch_parsed
 
 PROMTOOL_TIMEOUT = 30.0
 KEEP_BACKUPS = 5
@@ -76,6 +76,8 @@ class PrometheusConfig:
         self.promtool = promtool  # None: --no-config-check (YAML checks only)
         self.keep = keep
         self._known_good: str | None = None  # digest of the last text known to be valid
+        self._parsed: tuple[str, Parsed] | None = None  # (digest, parse) of the last text
+        self._next: tuple[str, Parsed] | None = None  # the same for the text being written
 
     def _read(self) -> str:
         try:
@@ -113,12 +115,22 @@ class PrometheusConfig:
 
     def plan(self, jobs: Mapping[str, JobSd]) -> tuple[str, str]:
         """(current text, patched text); ConfigProblem when the file cannot be patched."""
-        text = self._read()
+        return self._plan(self._read(), jobs)
+
+    def _plan(self, text: str, jobs: Mapping[str, JobSd]) -> tuple[str, str]:
         self._check_current(text)
+        digest = _digest(text)
         try:
-            return text, patch_config(text, jobs)
+            if self._parsed is not None and self._parsed[0] == digest:
+                parsed = self._parsed[1]
+            else:
+                parsed = load(text)
+                self._parsed = (digest, parsed)
+            new, new_parsed = patch_parsed(text, parsed, jobs)
         except ConfigFormatError as exc:
             raise ConfigProblem("invalid", f"cannot patch {self.path}: {exc}") from None
+        self._next = (_digest(new), new_parsed)
+        return text, new
 
     def apply(self, jobs: Mapping[str, JobSd]) -> Outcome:
         """Make the owned jobs say `jobs`: check, back up and replace only when content changes."""
@@ -127,15 +139,20 @@ class PrometheusConfig:
             return Outcome(False)
         try:
             with locked(lock_path_for(self.path)):
-                # Read again under the lock: another process (or the operator) may have written.
-                text, new = self.plan(jobs)
-                if new == text:
-                    return Outcome(False)
-                return self._replace(new)
+                # Read again under the lock: another process (or the operator) may have
+                # written since; plan again only then.
+                current = self._read()
+                if current != text:
+                    text, new = self._plan(current, jobs)
+                    if new == text:
+                        return Outcome(False)
+                outcome = self._replace(new)
         except OSError as exc:
             raise ConfigProblem(
                 "unwritable", f"cannot write beside {self.path}: {exc.strerror or exc}"
             ) from None
+        self._parsed = self._next
+        return outcome
 
     def _replace(self, new: str) -> Outcome:
         fd, tmp_name = tempfile.mkstemp(

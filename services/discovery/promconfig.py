@@ -115,22 +115,36 @@ def expected_data(data: Any, jobs: Mapping[str, JobSd]) -> dict[str, Any]:
     return out
 
 
+Parsed = tuple[Any, "yaml.Node | None"]
+
+
 def patch_config(text: str, jobs: Mapping[str, JobSd]) -> str:
     """`text` with the owned `jobs` pointing where they say; ConfigFormatError if impossible."""
-    data, root = load(text)
+    return patch_parsed(text, load(text), jobs)[0]
+
+
+def patch_parsed(text: str, parsed: Parsed, jobs: Mapping[str, JobSd]) -> tuple[str, Parsed]:
+    """`patch_config` for a text already parsed (`load(text)`); also gives the new text parsed.
+
+    In static mode prometheus.yml holds every target, and parsing it is most of a change's
+    cost: the caller keeps the parse of the version it wrote for the next change.
+    """
+    data, root = parsed
     expected = expected_data(data, jobs)
     if data == expected:
-        return text  # already says it, whatever its layout: nothing to write
+        return text, parsed  # already says it, whatever its layout: nothing to write
     try:
         new = _splice(text, root, jobs, data)
-        if load(new)[0] == expected:
-            return new
+        checked = load(new)
+        if checked[0] == expected:
+            return new, checked
     except (_Unsupported, ConfigFormatError):
         pass
     new = _round_trip(text, jobs)
-    if load(new)[0] != expected:
+    checked = load(new)
+    if checked[0] != expected:
         raise ConfigFormatError("the patched file would not mean what it must; left unchanged")
-    return new
+    return new, checked
 
 
 # -- rendering -------------------------------------------------------------------------------
