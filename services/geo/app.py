@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 
 from services.common.app import HEALTH, REGISTRY, create_base_app
 from services.common.auth import read_token_file
@@ -46,12 +47,16 @@ async def watch_database(database: Database, health: Health) -> None:
         health.ok("database")
 
 
-def _running(config: GeoConfig, auth: str) -> Callable[[web.Application], AsyncIterator[None]]:
+def _running(
+    config: GeoConfig, auth: str, agent_names: AbstractResolver | None
+) -> Callable[[web.Application], AsyncIterator[None]]:
     """Cleanup context: oned and agent sessions, the reconcile and the database watch."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         locator, health, database = app[LOCATOR], app[HEALTH], app[DATABASE]
-        connector = aiohttp.TCPConnector(limit=config.agent_concurrency, ttl_dns_cache=60)
+        connector = aiohttp.TCPConnector(
+            limit=config.agent_concurrency, ttl_dns_cache=60, resolver=agent_names
+        )
         async with (
             aiohttp.ClientSession(connector=connector) as agents,
             Oned.connect(config.one_xmlrpc, auth, timeout=config.one_timeout) as oned,
@@ -125,8 +130,18 @@ async def get_hosts(request: web.Request) -> web.Response:
     )
 
 
-def create_app(config: GeoConfig, *, resolver: Resolver = loop_resolver) -> web.Application:
-    """geo: base routes, the lookup, event and hosts routes, reconcile and database watch."""
+def create_app(
+    config: GeoConfig,
+    *,
+    resolver: Resolver = loop_resolver,
+    agent_names: AbstractResolver | None = None,
+) -> web.Application:
+    """geo: base routes, the lookup, event and hosts routes, reconcile and database watch.
+
+    `resolver` answers the DNS source (HOSTNAME's addresses); `agent_names` resolves host
+    names for connections to the agents (aiohttp's default: the loop's getaddrinfo too).
+    Tests give both stand-ins, so that no name is ever sent to a DNS server from a test.
+    """
     auth = read_one_auth(config.one_auth)
     token = read_token_file(config.token_file) if config.token_file else None
     database = open_database(config)
@@ -135,7 +150,7 @@ def create_app(config: GeoConfig, *, resolver: Resolver = loop_resolver) -> web.
     app[LOCATOR] = Locator(config, database, app[HEALTH], resolver=resolver)
     app[HEALTH].details["database"] = database.current.label
     app[REGISTRY].register(GeoCollector(database, lambda: app.get(LOCATOR)))
-    app.cleanup_ctx.append(_running(config, auth))
+    app.cleanup_ctx.append(_running(config, auth, agent_names))
     app.router.add_post("/v1/events/host", post_host_event)
     app.router.add_get("/v1/lookup", get_lookup)
     app.router.add_get("/v1/hosts", get_hosts)

@@ -97,6 +97,9 @@ class GeoDatabase:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
+            # maxminddb's own errors for a directory or a file it may not read are vague.
+            with open(path, "rb"):
+                pass
             self._reader = maxminddb.open_database(str(path), maxminddb.MODE_AUTO)
         except FileNotFoundError:
             raise DatabaseError(f"database {path} does not exist") from None

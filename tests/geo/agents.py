@@ -84,11 +84,11 @@ class Agents:
     async def start(self) -> Agents:
         app = web.Application()
         app.router.add_get("/v1/addresses", self._addresses)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         for address, what in self.behaviour.items():
             if what != DOWN:
-                await web.TCPSite(self._runner, address, self.port, shutdown_timeout=0.5).start()
+                await web.TCPSite(self._runner, address, self.port).start()
         return self
 
     async def close(self) -> None:
@@ -122,7 +122,7 @@ class Agents:
             try:
                 for _ in range(128):  # 8 MiB at most, unless the client hangs up first
                     await resp.write(b"[" * 65536)
-            except (ConnectionResetError, RuntimeError):
+            except (ConnectionError, RuntimeError):
                 pass
             return resp
         if what == DEEP:

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import maxminddb
 import yaml
+from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
 
 from services.geo.app import LOCATOR, create_app
@@ -28,6 +30,7 @@ from services.geo.dns import Resolver, loop_resolver
 from testkit import Service, async_wait_for, free_port, free_port_on, http
 
 from .agents import Agents
+from .oned_proxy import OnedProxy
 
 ADMIN = "oneadmin:opennebula"
 
@@ -96,6 +99,40 @@ def start_sim(tmp_path: Path, fleet: dict[str, Any], *args: str, env: dict | Non
     return SimProcess(service, f"http://127.0.0.1:{rpc}/RPC2", f"http://127.0.0.1:{control}")
 
 
+class OfflineNames(AbstractResolver):
+    """Names for connections to agents, without a DNS server: localhost, else not known.
+
+    Test hosts are addressed by 127.0.x.y literals; a name (DNS tests) must never make the
+    machine ask its DNS server, nor connect anywhere but loopback.
+    """
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if host != "localhost":
+            raise OSError(socket.EAI_NONAME, f"{host}: not known (offline test resolver)")
+        return [
+            ResolveResult(
+                hostname=host,
+                host="127.0.0.1",
+                port=port,
+                family=socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+async def offline_resolver(name: str) -> list[tuple]:
+    """The DNS source without a DNS server: the machine's answer for localhost, else not known."""
+    if name != "localhost":
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    return await loop_resolver(name)
+
+
 @dataclasses.dataclass
 class Lab:
     """The simulator, the stand-in agents and the geo app under test."""
@@ -104,6 +141,7 @@ class Lab:
     agents: Agents
     client: TestClient
     config: GeoConfig
+    proxy: OnedProxy | None = None
 
     @property
     def locator(self):
@@ -135,8 +173,9 @@ async def geo_lab(
     fleet: dict[str, Any],
     agents: dict[str, Any] | None = None,
     *,
-    resolver: Resolver = loop_resolver,
+    resolver: Resolver = offline_resolver,
     rpc_url: str | None = None,
+    through_proxy: bool = False,
     sim_args: tuple[str, ...] = (),
     sim_env: dict[str, str] | None = None,
     **overrides: Any,
@@ -147,9 +186,13 @@ async def geo_lab(
     port = free_port_on([a for a in addresses if a.startswith("127.")] or ["127.0.0.1"])
     sim = start_sim(tmp_path, fleet, *sim_args, env=sim_env)
     try:
-        async with Agents(port, agents) as stand_ins:
+        async with contextlib.AsyncExitStack() as stack:
+            stand_ins = await stack.enter_async_context(Agents(port, agents))
+            proxy = None
+            if through_proxy:
+                proxy = await stack.enter_async_context(OnedProxy(sim.rpc_url, ADMIN))
             settings: dict[str, Any] = {
-                "one_xmlrpc": rpc_url or sim.rpc_url,
+                "one_xmlrpc": rpc_url or (proxy.url if proxy else sim.rpc_url),
                 "one_auth": one_auth(tmp_path),
                 "one_timeout": 5.0,
                 "agent_port": port,
@@ -158,9 +201,9 @@ async def geo_lab(
                 **overrides,
             }
             config = GeoConfig(**settings)
-            app = create_app(config, resolver=resolver)
+            app = create_app(config, resolver=resolver, agent_names=OfflineNames())
             async with TestClient(TestServer(app)) as client:
-                lab = Lab(sim, stand_ins, client, config)
+                lab = Lab(sim, stand_ins, client, config, proxy)
                 # The first pass starts with the app; tests count from its end.
                 await async_wait_for(
                     lambda: lab.locator.reconciles["ok"] + lab.locator.reconciles["failed"],
