@@ -144,6 +144,11 @@ class Lab:
     proxy: OnedProxy | None = None
 
     @property
+    def url(self) -> str:
+        """geo's base URL, for processes (the shim) to reach it."""
+        return str(self.client.make_url("")).rstrip("/")
+
+    @property
     def locator(self):
         return self.client.app[LOCATOR]
 
@@ -178,6 +183,7 @@ async def geo_lab(
     through_proxy: bool = False,
     sim_args: tuple[str, ...] = (),
     sim_env: dict[str, str] | None = None,
+    geo_port: int | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Lab]:
     """Everything of one test, stopped afterwards whatever happens."""
@@ -202,7 +208,8 @@ async def geo_lab(
             }
             config = GeoConfig(**settings)
             app = create_app(config, resolver=resolver, agent_names=OfflineNames())
-            async with TestClient(TestServer(app)) as client:
+            server = TestServer(app, host="127.0.0.1", port=geo_port)
+            async with TestClient(server) as client:
                 lab = Lab(sim, stand_ins, client, config, proxy)
                 # The first pass starts with the app; tests count from its end.
                 await async_wait_for(
