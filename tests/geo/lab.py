@@ -28,8 +28,8 @@ from services.geo.config import GeoConfig
 from services.geo.database import default_path
 from services.geo.dns import Resolver, loop_resolver
 from testkit import Service, async_wait_for, free_port, free_port_on, http
+from testkit.tunnel_standin import Agents
 
-from .agents import Agents
 from .oned_proxy import OnedProxy
 
 ADMIN = "oneadmin:opennebula"

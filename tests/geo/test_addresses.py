@@ -15,8 +15,7 @@ from services.geo.addresses import (
     parse_public_ip,
     public_in_order,
 )
-
-from .agents import entry
+from testkit.tunnel_standin import entry
 
 
 def ips(addresses) -> list[str]:

@@ -18,9 +18,9 @@ import pytest
 
 from services.geo.dns import loop_resolver
 from testkit import async_wait_for
+from testkit import tunnel_standin as A
+from testkit.tunnel_standin import entry, kernel_addresses
 
-from . import agents as A
-from .agents import entry, kernel_addresses
 from .lab import ADMIN, expected, geo_lab
 
 NET = "127.0.88"

@@ -5,16 +5,21 @@ SPEC section 8 and its issue fix: `{"addresses": [{"interface", "address", "pref
 "family": "inet"|"inet6", "scope": "global"|"site"|"link"|"host"}]}`. One aiohttp app listens
 on one port of many 127.0.x.y addresses (each simulated host's HOSTNAME) and answers by the
 address a request came in on. A host can also misbehave: slow, garbage, huge, deeply nested,
-an HTTP error, or no listener at all. After the merge, `test_agent_reports_a_public_interface`
-is the one to point at a real tunnel_agent.
+an HTTP error, or no listener at all. After the merge,
+`tests/geo/test_service.py::test_agent_reports_a_public_interface` is the one to point at a
+real tunnel_agent. Tests run it in-process; `python -m testkit.tunnel_standin --port P FILE`
+serves a JSON file's `{address: [entries] | fault}` in a process of its own (the benchmark).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import ipaddress
 import json
+import signal
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -133,3 +138,25 @@ class Agents:
             bad = [{"interface": "eth0", "address": "8.8.8.8", "prefixlen": 24, "family": "inet6"}]
             return web.json_response({"addresses": bad})
         return web.json_response({"error": "no such host here"}, status=404)
+
+
+async def _serve(port: int, behaviour: dict[str, Any]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Agents(port, behaviour):
+        print(f"serving {len(behaviour)} stand-in agents on port {port}", flush=True)
+        await stop.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="stand-in tunnel_agents for geo's tests")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("behaviour", type=Path, help="JSON: {address: [entries] or a fault}")
+    args = parser.parse_args()
+    asyncio.run(_serve(args.port, json.loads(args.behaviour.read_text())))
+
+
+if __name__ == "__main__":
+    main()
