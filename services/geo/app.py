@@ -41,6 +41,7 @@ async def watch_database(database: Database, health: Health) -> None:
     fresh = await asyncio.to_thread(database.changed_file)
     if fresh is not None:
         database.switch(fresh)
+        health.details["database"] = fresh.label
     if database.problem:
         health.fail("database", database.problem)
     else:

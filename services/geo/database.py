@@ -10,7 +10,6 @@ it replaces the old one, and one that cannot be read leaves the old one in use.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib.util
 import logging
@@ -18,6 +17,7 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import maxminddb
 
@@ -52,9 +52,9 @@ class DatabaseError(Exception):
     """The database cannot be used; the message is the one line an operator reads."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Lookup:
-    """What the database says about one address: `result` is one of RESULTS."""
+class Lookup(NamedTuple):
+    """What the database says about one address: `result` is one of RESULTS (a NamedTuple for
+    the same reason as Location)."""
 
     ip: str
     result: str
