@@ -83,6 +83,8 @@ class Agents:
         self.port = port
         self.behaviour = dict(behaviour)
         self.requests: dict[str, int] = {}
+        self.slow_waiting = 0  # slow requests held right now, and the most at once
+        self.slow_most = 0
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
@@ -114,7 +116,12 @@ class Agents:
         if isinstance(what, list):
             return web.json_response({"addresses": what})
         if what == SLOW:
-            await self._release.wait()
+            self.slow_waiting += 1
+            self.slow_most = max(self.slow_most, self.slow_waiting)
+            try:
+                await self._release.wait()
+            finally:
+                self.slow_waiting -= 1
             return web.json_response({"addresses": []})
         if what == GARBAGE:
             return web.Response(body=b"\x00\xffnot json at all{", content_type="application/json")

@@ -72,4 +72,4 @@ def test_entity_expansion_is_refused_at_once():
     started = time.perf_counter()
     with pytest.raises(BadRequest, match="not a <HOST>"):
         host_from_event(b64(BILLION_LAUGHS))
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 10  # refused, not expanded (2 ms here)

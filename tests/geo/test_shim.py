@@ -145,8 +145,13 @@ async def test_the_hook_template_fires_the_shim_when_a_host_enters_monitored(tmp
             timeout=20,
             what="GEOLOCATION written through the hook",
         )
-        status, body = lab.sim.control("GET", f"/v1/hooks/executions?hook_id={hook_id}")
-        (record,) = body["executions"]
+
+        def executions() -> list[dict]:
+            path = f"/v1/hooks/executions?hook_id={hook_id}"
+            return lab.sim.control("GET", path)[1]["executions"]
+
+        # the shim is still exiting when geo has written: wait for the hook's record
+        (record,) = await async_wait_for(executions, what="the hook's execution record")
         assert record["code"] == 0, record
         assert lab.locator.reconciles["ok"] == 1  # the hook did it, not a reconcile
         assert lab.sim.template(0)["GEOLOCATION_SOURCE"] == "one-geo"
