@@ -48,14 +48,14 @@ def entry(
     }
 
 
-def kernel_addresses(netns: str) -> list[dict[str, Any]]:
-    """What tunnel_agent reports for a network namespace: every address of every interface.
+def kernel_addresses(netns: str | None = None) -> list[dict[str, Any]]:
+    """What tunnel_agent reports for a network namespace (None: this one): every address.
 
     Read from the kernel with `ip -j addr` (iproute2's JSON of the same netlink dump), mapped
     to the agent's fields the way its reader maps them.
     """
     out = subprocess.run(
-        ["ip", "-n", netns, "-j", "addr", "show"],
+        ["ip", *(["-n", netns] if netns else []), "-j", "addr", "show"],
         capture_output=True,
         text=True,
         check=True,

@@ -8,16 +8,20 @@ read from DB-IP City Lite directly (`expected`), never through geo.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import subprocess
+import sys
 import time
 import xmlrpc.client
 
 import pytest
 
 from services.geo.dns import loop_resolver
-from testkit import async_wait_for
+from services.geo.public import is_public
+from sim.demo import is_built
+from testkit import async_wait_for, free_port_on
 from testkit import tunnel_standin as A
 from testkit.tunnel_standin import entry, kernel_addresses
 
@@ -169,6 +173,34 @@ async def test_agent_reports_a_public_interface(tmp_path):
             "eth1",
         ]
         assert lab.agents.requests[f"{NET}.1"] == 1
+
+
+@pytest.mark.skipif(not is_built("tunnel_agent"), reason="tunnel_agent is not on this branch")
+async def test_the_real_tunnel_agent_serves_the_addresses(tmp_path, start_service):
+    """The real tunnel_agent of this machine's namespace answers geo's question.
+
+    What it reports must be every address the kernel has (`ip -j addr`), and geo must read
+    all of them; whether one is public depends on the machine, and geo's verdict is checked
+    against the registry table either way.
+    """
+    port = free_port_on([f"{NET}.50"])
+    agent = start_service(
+        [sys.executable, "-m", "services.tunnel_agent", "--listen", f"{NET}.50:{port}",
+         "--insecure-no-auth", "--log-level", "warning"]
+    )  # fmt: skip
+    agent.wait_http(f"http://{NET}.50:{port}/healthz")
+    kernel = {(a["interface"], a["address"]) for a in kernel_addresses()}
+    fleet = {"hosts": [{"name": "this-machine", "hostname": f"{NET}.50"}]}
+    async with geo_lab(tmp_path, fleet, agent_port=port) as lab:
+        report = await lab.report(0)
+        from_agent = [a for a in report["addresses"] if a["source"] == "agent"]
+        assert {(a["interface"], a["address"]) for a in from_agent} == kernel, report["sources"]
+        public = [a["address"] for a in report["addresses"] if a["public"]]
+        assert all(is_public(ipaddress.ip_address(ip)) for ip in public)
+        if report["used_source"] == "agent":
+            assert report["outcome"] in ("written", "no_match")
+        else:
+            assert not any(a["public"] for a in from_agent)
 
 
 @pytest.fixture
