@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -15,12 +13,13 @@ from prometheus_client import Histogram
 
 from services.common.app import HEALTH, REGISTRY, create_base_app, read_json
 from services.common.errors import BadRequest
+from services.common.periodic import Periodic
 
 from .config import AuthdConfig
 from .keys import KeyFormatError, parse_public_key
 from .metrics import PREFIX, AuthdCollector
 from .pool import VerifierPool, worker_argv
-from .revocation_watch import RevocationState, RevocationWatcher
+from .revocation_watch import POLL_INTERVAL, RevocationState, RevocationWatcher
 from .revocations import RevocationList
 from .verdict import Reason, Verdict
 
@@ -107,16 +106,6 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[POOL].close()
 
 
-async def _watcher_ctx(app: web.Application) -> AsyncIterator[None]:
-    watcher = app[WATCHER]
-    await watcher.refresh()
-    task = asyncio.get_running_loop().create_task(watcher.run())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 def create_app(config: AuthdConfig) -> web.Application:
     """The authd app: routes, self metrics, the worker pool and the revocation watcher."""
     app = create_base_app("authd")
@@ -159,6 +148,10 @@ def create_app(config: AuthdConfig) -> web.Application:
     )
     app[REGISTRY].register(AuthdCollector(counts, lambda: app[WATCHER].state, app[POOL]))
     app.cleanup_ctx.append(_pool_ctx)
-    app.cleanup_ctx.append(_watcher_ctx)
+    # The list is read before the first request is served, then every POLL_INTERVAL seconds.
+    watch = Periodic(
+        "revocation_watch", app[WATCHER].refresh, POLL_INTERVAL, health=health, await_first=True
+    )
+    app.cleanup_ctx.append(watch.cleanup_ctx)
     app.router.add_post("/v1/authenticate", authenticate)
     return app
