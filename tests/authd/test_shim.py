@@ -377,13 +377,47 @@ def test_chunked_answer_is_understood(raw_server, keys):
         (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not HTTP"),
         (b"", "closed the connection without answering"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{}", "cut short"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "broken chunked"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "cut short"),
         (b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 70000, "over 65536 bytes"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n" + b"x" * 70000, "over 65536"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 200 + b"\r\n{}", "broken HTTP"),
     ],
 )
 def test_broken_http_from_authd_is_a_rejection(raw_server, keys, reply, needle):
     url = raw_server(reply)
     rejected(run_shim(authn_xml("alice", keys.hex, expiring(keys)), url), needle)
+
+
+def test_a_trickling_authd_is_cut_at_the_overall_deadline(keys):
+    # One byte every 0.1 s never trips a per-read socket timeout: the deadline is for the whole.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not stop.wait(0.1):
+                try:
+                    conn.sendall(b"X")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        started = time.monotonic()
+        result = run_shim(authn_xml("alice", keys.hex, expiring(keys)), url, timeout_env="0.5")
+        elapsed = time.monotonic() - started
+        rejected(result, "did not answer within 0.5 s")
+        assert elapsed < 3
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
 
 
 @pytest.mark.parametrize(
