@@ -122,6 +122,11 @@ class VerifierPool:
     def alive(self) -> int:
         return sum(1 for w in self._workers if w.running)
 
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the running workers."""
+        return [w.proc.pid for w in self._workers if w.running]
+
     async def _spawn(self) -> _Worker:
         proc = await asyncio.create_subprocess_exec(
             *self.argv,

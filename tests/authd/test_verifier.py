@@ -94,6 +94,8 @@ def test_signature_and_format_failures(keys, other_keys):
     standard = token.replace("-", "+").replace("_", "/")
     assert check(keys, standard).reason is Reason.MALFORMED_TOKEN
     assert check(keys, "AAAA").reason is Reason.MALFORMED_TOKEN
+    assert check(keys, "eyJhbGciOiJIUzI1NiJ9").reason is Reason.MALFORMED_TOKEN  # a JWT's head
+    assert check(keys, make_token(keys)[:-12]).reason is Reason.MALFORMED_TOKEN  # cut short
     huge = check(keys, "A" * (MAX_TOKEN_CHARS + 1))
     assert huge.reason is Reason.MALFORMED_TOKEN and "over the" in huge.message
     for verdict in (check(keys, "not*base64!"), huge, check(other_keys, token)):
