@@ -13,6 +13,7 @@ from prometheus_client import Histogram
 
 from services.common.app import HEALTH, REGISTRY, create_base_app, read_json
 from services.common.errors import BadRequest
+from services.common.logs import clip
 from services.common.periodic import Periodic
 
 from .config import AuthdConfig
@@ -89,11 +90,11 @@ async def authenticate(request: web.Request) -> web.Response:
             )
     app[DURATION].observe(time.perf_counter() - started)
     app[COUNTS][verdict.reason] += 1
-    # Never the token: the user, the outcome and why.
+    # Never the token: the user (cut and escaped: it is the caller's text), the outcome and why.
     if verdict.valid:
-        log.info("accepted user=%s", username)
+        log.info("accepted user=%s", clip(username))
         return web.json_response({"driver": "biscuit", "username": username, "password": key_text})
-    log.warning("rejected user=%s reason=%s: %s", username, verdict.reason, verdict.message)
+    log.warning("rejected user=%s reason=%s: %s", clip(username), verdict.reason, verdict.message)
     status = 503 if verdict.reason is Reason.UNAVAILABLE else 401
     return web.json_response(
         {"error": verdict.message, "reason": verdict.reason.value}, status=status

@@ -169,7 +169,7 @@ async def test_tokens_never_reach_the_log(authd, keys, other_keys, caplog):
     await authd.login("alice", other_keys.hex, valid)
     await authd.login("alice", keys.hex, sent[2])
     text = caplog.text
-    assert "accepted user=alice" in text and "reason=bad_signature" in text
+    assert "accepted user='alice'" in text and "reason=bad_signature" in text
     for token in sent:
         assert token not in text and token[:40] not in text
 
@@ -232,3 +232,23 @@ async def test_revocation_file_unreadable_at_start_refuses_logins(tmp_path, keys
             lambda: server.app[WATCHER].state.status == "loaded", what="a readable file"
         )
         assert (await server.login("alice", keys.hex, token))[0] == 200
+
+
+async def test_request_fields_in_logs_are_cut_and_escaped(authd, keys, caplog):
+    # Issue 14.5: a 900 KB user name was a 900 KB log line; a newline in it forged a second one.
+    caplog.set_level(logging.INFO, logger="services.authd")
+    huge = "a" * 900_000
+    forged = "alice\nWARNING services.authd: accepted user=oneadmin"
+    for user in (huge, forged):
+        await authd.login(user, keys.hex, expiring(keys))
+        await authd.login(user, "not-a-key", "t")
+    await authd.login("alice", keys.hex, expiring(keys))
+    records = [r for r in caplog.records if r.name == "services.authd"]
+    assert len(records) == 5
+    for record in records:
+        message = record.getMessage()
+        assert len(message) < 1000, len(message)
+        assert "\n" not in message
+    assert "more]" in records[0].getMessage()  # says how much was cut
+    assert "user='alice\\nWARNING services.authd: accepted user=oneadmin'" in caplog.text
+    assert records[-1].getMessage() == "accepted user='alice'"
