@@ -1,8 +1,10 @@
 """The verifier worker processes seen from the server: one request at a time per worker.
 
-Requests wait (FIFO) for an idle worker. A worker that dies is replaced in the background: by
-its CPU alarm (a Datalog bomb: the request gets `datalog_limits`), by a crash or by missing its
-wall-clock deadline (the request gets `unavailable`, which the shim treats as a rejection).
+Requests wait for a free worker as the FairScheduler decides (users in turn, costly tokens
+last, bounded queues: a request that cannot wait is `busy`, 503). A worker that dies is replaced in
+the background: by its CPU alarm (a Datalog bomb: the request gets `datalog_limits`), by a crash
+or by missing its wall-clock deadline (the request gets `unavailable`, which the shim treats as
+a rejection).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from .scheduler import Busy, FairScheduler, Priority
 from .verdict import Reason, Verdict
 from .verifier import Limits
 
@@ -103,6 +106,9 @@ class VerifierPool:
         call_timeout: float = 3.0,
         acquire_timeout: float = 4.0,
         start_timeout: float = 30.0,
+        per_user: int = 1,
+        user_queue: int = 32,
+        queue: int = 256,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.argv = argv
@@ -113,7 +119,9 @@ class VerifierPool:
         self.start_timeout = start_timeout
         self.restarts: collections.Counter[str] = collections.Counter()
         self._on_change = on_change or (lambda: None)
-        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self.scheduler: FairScheduler[_Worker] = FairScheduler(
+            size, per_user=per_user, user_queue=user_queue, queue=queue
+        )
         self._workers: set[_Worker] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -149,7 +157,7 @@ class VerifierPool:
             await proc.wait()
             return worker
         self._workers.add(worker)
-        self._idle.put_nowait(worker)
+        self.scheduler.put(worker)
         self._on_change()
         return worker
 
@@ -189,32 +197,40 @@ class VerifierPool:
         self._on_change()
         self._respawn_later()
 
-    async def _acquire(self) -> _Worker:
-        # asyncio.timeout, not wait_for: a worker handed over as the timeout fires stays queued.
-        async with asyncio.timeout(self.acquire_timeout):
-            while True:
-                worker = await self._idle.get()
-                if worker.running:
-                    return worker
-                self._retire(worker, "crashed")
+    async def _acquire(self, user: str, priority: Priority) -> _Worker:
+        """A running worker for this user's turn; Busy when none comes in time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.acquire_timeout
+        while True:
+            try:
+                worker = await self.scheduler.acquire(
+                    user, priority=priority, timeout=max(0.0, deadline - loop.time())
+                )
+            except Busy as exc:
+                if exc.cause == "timeout":
+                    exc.args = (f"no verifier worker free within {self.acquire_timeout:g} s",)
+                raise
+            if worker.running:
+                return worker
+            self._retire(worker, "crashed")
+            self.scheduler.done(user, priority)
 
-    async def verify(self, token: str, key: bytes, username: str) -> Verdict:
-        """Verify in a worker; limits and crashes become verdicts, never exceptions."""
+    async def verify(
+        self, token: str, key: bytes, username: str, *, priority: Priority = Priority.CHEAP
+    ) -> Verdict:
+        """Verify in a worker; limits, crashes and full queues become verdicts, never exceptions."""
         if self._closing:
             return Verdict(Reason.UNAVAILABLE, "authd is shutting down")
         try:
-            worker = await self._acquire()
-        except TimeoutError:
-            return Verdict(
-                Reason.UNAVAILABLE, f"no verifier worker free within {self.acquire_timeout:g} s"
-            )
+            worker = await self._acquire(username, priority)
+        except Busy as exc:
+            return Verdict(Reason.BUSY, f"authd is busy: {exc}; try again")
         request = {"token": token, "key": key.hex(), "username": username}
-        done = False
+        free: _Worker | None = None
         try:
             reply = await worker.call(request, self.call_timeout)
-            done = True
+            free = worker
         except WorkerDied as exc:
-            done = True
             self._retire(worker, exc.cause)
             if exc.cause == "cpu_limit":
                 return Verdict(
@@ -224,10 +240,11 @@ class VerifierPool:
                 )
             log.error("verifier worker failed (%s): %s", exc.cause, exc)
             return Verdict(Reason.UNAVAILABLE, f"verifier worker failed: {exc}")
+        except BaseException:  # cancelled mid-call: its answer would reach the next request
+            self._retire(worker, "cancelled")
+            raise
         finally:
-            if not done:  # cancelled mid-call: its answer would reach the next request
-                self._retire(worker, "cancelled")
-        self._idle.put_nowait(worker)
+            self.scheduler.done(username, priority, free)
         try:
             return Verdict.from_json(reply)
         except (ValueError, KeyError, TypeError) as exc:

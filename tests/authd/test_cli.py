@@ -124,6 +124,10 @@ def test_token_is_valid_for_the_user_and_expires(tmp_path, fmt):
         (["--ttl", "soon"], "--ttl: expected a duration"),
         (["--ttl", "0"], "--ttl must be positive"),
         (["--check", "this is not datalog"], "is not a Datalog check"),
+        (
+            ["--check", "a($a), b($b), c($c), d($d), e($e)"],
+            "authd would refuse this token: the authority block has a rule or check joining 5",
+        ),
         (["--user", "al ice"], "cannot contain ' '"),
         (["--user", "a:b"], "cannot contain ':'"),
     ],

@@ -44,6 +44,11 @@ def test_sigterm_stops_workers_and_exits_0(tmp_path, keys):
         (["--workers", "0"], "--workers must be between 1 and 64"),
         (["--datalog-max-time", "nan"], "--datalog-max-time must be a finite number"),
         (["--verify-cpu-limit", "inf"], "--verify-cpu-limit must be a finite number"),
+        (["--user-workers", "3"], "--user-workers must be between 1 and --workers"),
+        (["--queue", "0"], "--queue must be between 1 and 100000"),
+        (["--queue", "8", "--user-queue", "9"], "--user-queue must be between 1 and --queue"),
+        (["--blown-token-ttl", "-1"], "--blown-token-ttl must be 0 or more seconds"),
+        (["--blown-token-ttl", "nan"], "--blown-token-ttl must be a finite number"),
     ],
 )
 def test_bad_flags_are_refused(flags, needle):
@@ -65,6 +70,8 @@ def test_help_lists_flags_and_sub_commands():
     for needle in (
         "--revocation-file",
         "--datalog-max-time",
+        "--user-workers",
+        "--blown-token-ttl",
         "(default: 127.0.0.1:9932)",
         "keygen",
         "token --private-key-file",
