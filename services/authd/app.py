@@ -153,9 +153,9 @@ def create_app(config: AuthdConfig) -> web.Application:
     )
 
     def on_workers() -> None:
-        alive = app[POOL].alive
-        health.details["workers"] = alive
-        if alive:
+        pool = app[POOL]
+        health.details["workers"] = pool.alive
+        if pool.alive_fast:
             health.ok("verifier")
         else:
             health.fail("verifier", "no verifier worker process is running")

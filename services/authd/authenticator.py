@@ -3,8 +3,9 @@
 On the event loop, without a worker: the token's static limits (`precheck`: size, encoding,
 block count, each block's size, statements and rule bodies; ~40 us), its revocation ids (every
 block's, from the live list), and whether its authority block blew the limits recently
-(`BlownTokens`). Only then, when the scheduler gives this user a turn (join-free tokens first),
-does a worker verify the signature and run the Datalog under the CPU alarm. A token that blows
+(`BlownTokens`). Only then, when the scheduler gives this user a turn (join-free tokens on the
+fast lane, the others on the slow one), does a worker verify the signature and run the Datalog
+under the CPU alarm. A token that blows
 the limits there is remembered, so it and every token attenuated from it are refused at once
 for `--blown-token-ttl` seconds, and its user is served last.
 """
@@ -78,10 +79,14 @@ class Authenticator:
                     ids,
                 )
             )
-        if self.blown.is_heavy(username):
+        # A join-free token cannot blow up, whoever sends it; the others take the slow lane,
+        # after everyone else when this user's tokens blew the limits recently.
+        if not checked.joins:
+            priority = Priority.CHEAP
+        elif self.blown.is_heavy(username):
             priority = Priority.HEAVY
         else:
-            priority = Priority.JOINS if checked.joins else Priority.CHEAP
+            priority = Priority.JOINS
         verdict = await self.pool.verify(token, key, username, priority=priority)
         if verdict.reason in BLOWN:
             self.blown.remember(checked.authority_id, username)

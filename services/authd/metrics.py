@@ -80,7 +80,9 @@ class AuthdCollector(Collector):
 
         pool = self._pool
         yield GaugeMetricFamily(
-            f"{PREFIX}_workers", "Verifier worker processes running", value=pool.alive
+            f"{PREFIX}_workers",
+            "Verifier worker processes running (--workers on the fast lane, one on the slow lane)",
+            value=pool.alive,
         )
         restarts = CounterMetricFamily(
             f"{PREFIX}_worker_restarts",

@@ -16,7 +16,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .scheduler import Busy, FairScheduler, Priority
@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 _READY_LINE = b'{"ready": true}'
 _PIPE_LIMIT = 1024 * 1024
+# The slow lane (tokens that join predicates, where Datalog bombs live) runs at this niceness:
+# under contention a bomb, and the start of its replacement, get ~10 % of the CPU share of a
+# normal process (CFS weight 110 against 1024), so they cannot slow the fast lane's logins.
+SLOW_NICE = 10
 
 
 class WorkerDied(Exception):
@@ -55,8 +59,9 @@ def worker_argv(limits: Limits, cpu_limit: float) -> list[str]:
 
 
 class _Worker:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, slow: bool) -> None:
         self.proc = proc
+        self.slow = slow
         self._next_id = 0
 
     @property
@@ -95,7 +100,8 @@ class _Worker:
 
 
 class VerifierPool:
-    """`size` worker processes that verify tokens; `verify()` never blocks the event loop."""
+    """`size` fast-lane worker processes and one slow-lane one (niced) that verify tokens;
+    `verify()` never blocks the event loop."""
 
     def __init__(
         self,
@@ -120,7 +126,7 @@ class VerifierPool:
         self.restarts: collections.Counter[str] = collections.Counter()
         self._on_change = on_change or (lambda: None)
         self.scheduler: FairScheduler[_Worker] = FairScheduler(
-            size, per_user=per_user, user_queue=user_queue, queue=queue
+            size + 1, per_user=per_user, user_queue=user_queue, queue=queue
         )
         self._workers: set[_Worker] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -128,21 +134,27 @@ class VerifierPool:
 
     @property
     def alive(self) -> int:
+        """Worker processes running, both lanes."""
         return sum(1 for w in self._workers if w.running)
 
     @property
-    def pids(self) -> list[int]:
-        """Process ids of the running workers."""
-        return [w.proc.pid for w in self._workers if w.running]
+    def alive_fast(self) -> int:
+        """Fast-lane worker processes running: without one, no login can succeed."""
+        return sum(1 for w in self._workers if w.running and not w.slow)
 
-    async def _spawn(self) -> _Worker:
+    def pids(self, *, slow: bool | None = None) -> list[int]:
+        """Process ids of the running workers, of one lane or both."""
+        return [w.proc.pid for w in self._workers if w.running and (slow is None or w.slow == slow)]
+
+    async def _spawn(self, slow: bool) -> _Worker:
+        argv = [*self.argv, "--nice", str(SLOW_NICE)] if slow else self.argv
         proc = await asyncio.create_subprocess_exec(
-            *self.argv,
+            *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=_PIPE_LIMIT,
         )
-        worker = _Worker(proc)
+        worker = _Worker(proc, slow)
         assert proc.stdout is not None
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), self.start_timeout)
@@ -157,34 +169,49 @@ class VerifierPool:
             await proc.wait()
             return worker
         self._workers.add(worker)
-        self.scheduler.put(worker)
+        self.scheduler.put(worker, slow=slow)
         self._on_change()
+        self._track(self._watch(worker))
         return worker
 
-    async def start(self) -> None:
-        """Start every worker; fail when none can start (a broken install, not a bad token)."""
-        results = await asyncio.gather(
-            *(self._spawn() for _ in range(self.size)), return_exceptions=True
-        )
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if len(errors) == self.size:
-            raise RuntimeError(str(errors[0]))
-        for _ in errors:
-            self._respawn_later()
+    async def _watch(self, worker: _Worker) -> None:
+        """Replace a worker that dies while idle (killed, out of memory) at once, not at use."""
+        await worker.proc.wait()
+        if worker in self._workers and not self._closing and self.scheduler.discard(worker):
+            log.error(
+                "verifier worker %d exited while idle (status %s)",
+                worker.proc.pid,
+                worker.proc.returncode,
+            )
+            self._retire(worker, "crashed")
 
-    def _respawn_later(self) -> None:
-        if self._closing:
-            return
-        task = asyncio.get_running_loop().create_task(self._respawn())
+    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _respawn(self) -> None:
+    async def start(self) -> None:
+        """Start every worker; fail when none can start (a broken install, not a bad token)."""
+        lanes = [False] * self.size + [True]
+        results = await asyncio.gather(
+            *(self._spawn(slow) for slow in lanes), return_exceptions=True
+        )
+        failed = [slow for slow, r in zip(lanes, results, strict=True) if isinstance(r, Exception)]
+        if failed.count(False) == self.size:
+            raise RuntimeError(str(next(r for r in results if isinstance(r, Exception))))
+        for slow in failed:
+            self._respawn_later(slow)
+
+    def _respawn_later(self, slow: bool) -> None:
+        if not self._closing:
+            self._track(self._respawn(slow))
+
+    async def _respawn(self, slow: bool) -> None:
         delay = 0.0
         while not self._closing:
             await asyncio.sleep(delay)
             try:
-                await self._spawn()
+                await self._spawn(slow)
                 return
             except Exception as exc:  # keep trying: without workers every login fails
                 delay = min(max(delay * 2, 0.5), 10.0)
@@ -195,7 +222,7 @@ class VerifierPool:
         self._workers.discard(worker)
         self.restarts[cause] += 1
         self._on_change()
-        self._respawn_later()
+        self._respawn_later(worker.slow)
 
     async def _acquire(self, user: str, priority: Priority) -> _Worker:
         """A running worker for this user's turn; Busy when none comes in time."""

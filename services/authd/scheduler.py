@@ -1,14 +1,14 @@
-"""Which waiting verification gets the next free worker: users in turn, costly ones last.
+"""Which waiting verification gets the next free worker: users in turn, costly ones apart.
 
 One user must never lock out the others (issue 14). So:
 - a user runs at most `per_user` verifications at once; the rest of that user's wait in the
   user's own queue (at most `user_queue`, and `queue` for everyone together: beyond that a
   request is refused at once, not queued for seconds);
 - free workers go to waiting users in turn (round robin), not to whoever sent the most;
-- by priority: tokens whose rules and checks join no predicates (they cannot blow up; every
-  token our CLI makes) first, then tokens that join, then users whose tokens blew the limits
-  recently. The last two hold at most `size - 1` workers together and never take the last free
-  one, so a join-free login always finds a worker within one verification's time.
+- two lanes: tokens whose rules and checks join no predicates (they cannot blow up; every token
+  our CLI makes) run on the fast lane; tokens that join run on the slow lane (the pool runs it
+  at a lower CPU priority), users whose tokens blew the limits recently after the others there.
+  A Datalog bomb therefore never holds a worker a join-free login needs.
 
 No I/O: the workers are opaque objects the pool puts back when they are free.
 """
@@ -27,11 +27,15 @@ W = TypeVar("W")
 
 
 class Priority(enum.IntEnum):
-    """Served in this order; all but CHEAP are capped (see the module's docstring)."""
+    """CHEAP runs on the fast lane; JOINS, then HEAVY, on the slow lane."""
 
     CHEAP = 0  # no rule or check joins predicates
     JOINS = 1  # some rule or check joins predicates: it may blow up
     HEAVY = 2  # one of the user's tokens blew the limits recently
+
+    @property
+    def slow(self) -> bool:
+        return self is not Priority.CHEAP
 
 
 class Busy(Exception):
@@ -68,14 +72,17 @@ class FairScheduler(Generic[W]):
         self.user_queue = user_queue
         self.queue = queue
         self._clock = clock
-        self._idle: collections.deque[W] = collections.deque()
+        # Free workers of the fast lane (False) and of the slow lane (True).
+        self._idle: dict[bool, collections.deque[W]] = {
+            False: collections.deque(),
+            True: collections.deque(),
+        }
         # Per priority: users in turn, each with its waiters in arrival order.
         self._rings: dict[Priority, collections.OrderedDict[str, collections.deque[_Waiter]]] = {
             priority: collections.OrderedDict() for priority in Priority
         }
         self._waiting_of: collections.Counter[str] = collections.Counter()
         self._running_of: collections.Counter[str] = collections.Counter()
-        self.costly_running = 0  # JOINS and HEAVY verifications holding a worker
         self.refusals: collections.Counter[str] = collections.Counter()
         self.last_refusal: float | None = None
 
@@ -89,7 +96,7 @@ class FairScheduler(Generic[W]):
 
     @property
     def idle(self) -> int:
-        return len(self._idle)
+        return len(self._idle[False]) + len(self._idle[True])
 
     def saturation(self, window: float) -> str | None:
         """Why /healthz should say "saturated": logins refused within `window` s; else None."""
@@ -102,20 +109,26 @@ class FairScheduler(Generic[W]):
             f"{self.waiting} verifications waiting"
         )
 
-    def put(self, worker: W) -> None:
-        """A worker is free (new, or done with its last verification)."""
-        self._idle.append(worker)
+    def put(self, worker: W, *, slow: bool = False) -> None:
+        """A new worker of one lane is free."""
+        self._idle[slow].append(worker)
         self._dispatch()
+
+    def discard(self, worker: W) -> bool:
+        """Take a free worker out (it died); False when it is not free (someone holds it)."""
+        for idle in self._idle.values():
+            if worker in idle:
+                idle.remove(worker)
+                return True
+        return False
 
     def done(self, user: str, priority: Priority, worker: W | None = None) -> None:
         """A verification that held a worker ended; `worker` is free again unless retired."""
         self._running_of[user] -= 1
         if self._running_of[user] <= 0:
             del self._running_of[user]
-        if priority is not Priority.CHEAP:
-            self.costly_running -= 1
         if worker is not None:
-            self._idle.append(worker)
+            self._idle[priority.slow].append(worker)
         self._dispatch()
 
     def _refuse(self, cause: str, message: str) -> Busy:
@@ -178,20 +191,17 @@ class FairScheduler(Generic[W]):
             return waiter
         return None
 
-    def _costly_may_run(self) -> bool:
-        if self.size == 1:
-            return True
-        return self.costly_running < self.size - 1 and len(self._idle) >= 2
-
     def _dispatch(self) -> None:
-        while self._idle:
-            waiter = self._pick(Priority.CHEAP)
-            if waiter is None and self._costly_may_run():
-                waiter = self._pick(Priority.JOINS) or self._pick(Priority.HEAVY)
-            if waiter is None:
-                return
-            self._drop_waiting(waiter.user)
-            self._running_of[waiter.user] += 1
-            if waiter.priority is not Priority.CHEAP:
-                self.costly_running += 1
-            waiter.future.set_result(self._idle.popleft())
+        for slow, order in ((False, (Priority.CHEAP,)), (True, (Priority.JOINS, Priority.HEAVY))):
+            idle = self._idle[slow]
+            while idle:
+                waiter = None
+                for priority in order:
+                    waiter = self._pick(priority)
+                    if waiter is not None:
+                        break
+                if waiter is None:
+                    break
+                self._drop_waiting(waiter.user)
+                self._running_of[waiter.user] += 1
+                waiter.future.set_result(idle.popleft())

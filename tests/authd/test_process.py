@@ -24,7 +24,7 @@ def test_sigterm_stops_workers_and_exits_0(tmp_path, keys):
     server = start_process(tmp_path)
     try:
         pid = server.service.proc.pid
-        workers = wait_for(lambda: children(pid) if len(children(pid)) == 2 else None)
+        workers = wait_for(lambda: children(pid) if len(children(pid)) == 3 else None)
         assert server.login("alice", keys.hex, expiring(keys))[0] == 200
         assert server.service.stop() == 0
         for worker in workers:

@@ -43,7 +43,7 @@ async def test_free_workers_go_to_users_in_turn():
     async def login(user: str) -> None:
         worker = await s.acquire(user, priority=CHEAP, timeout=5)
         order.append(user)
-        s.done(user, False, worker)
+        s.done(user, CHEAP, worker)
 
     tasks = [asyncio.create_task(login(u)) for u in ["mallory"] * 4 + ["alice", "bob"]]
     await settle()
@@ -89,31 +89,18 @@ async def test_a_wait_that_times_out_is_refused_and_forgotten():
     assert s.idle == 1 and s.running == 0
 
 
-async def test_heavy_users_come_last_and_never_take_the_last_free_worker():
-    s = scheduler(2)
-    held = await s.acquire("x", priority=CHEAP, timeout=1)
-    heavy = asyncio.create_task(s.acquire("mallory", priority=HEAVY, timeout=5))
+async def test_tokens_that_join_run_on_the_slow_lane_only():
+    s = scheduler(2)  # two fast-lane workers, no slow-lane one yet
+    joins = asyncio.create_task(s.acquire("joiner", priority=JOINS, timeout=5))
     await settle()
-    # One worker is free, but it is the last one: kept for users with a clean record.
-    assert not heavy.done() and s.idle == 1
-    assert await s.acquire("alice", priority=CHEAP, timeout=1) == "w1"
-    s.done("alice", CHEAP, "w1")
-    await settle()
-    assert not heavy.done()  # still only one free
-    s.done("x", CHEAP, held)
-    worker = await heavy
-    assert s.costly_running == 1 and s.idle == 1
-    # While mallory holds one, her next waits even with a worker free.
-    again = asyncio.create_task(s.acquire("eve", priority=HEAVY, timeout=5))
-    await settle()
-    assert not again.done()
-    s.done("mallory", HEAVY, worker)
-    assert await again in ("w0", "w1")
-
-
-async def test_with_one_worker_heavy_users_still_get_their_turn():
-    s = scheduler(1)
-    assert await s.acquire("mallory", priority=HEAVY, timeout=1) == "w0"
+    assert not joins.done() and s.idle == 2  # free fast workers are not for tokens that join
+    s.put("slow", slow=True)
+    assert await joins == "slow"
+    # And a join-free login never waits for, nor takes, the slow lane.
+    assert await s.acquire("alice", priority=CHEAP, timeout=1) in ("w0", "w1")
+    s.done("joiner", JOINS, "slow")
+    assert await s.acquire("bob", priority=CHEAP, timeout=1) in ("w0", "w1")
+    assert s.idle == 1  # the slow worker, back in its lane
 
 
 async def test_a_worker_granted_as_the_wait_is_cancelled_is_not_lost():
@@ -143,28 +130,22 @@ async def test_saturation_is_reported_while_refusals_are_recent():
     assert s.saturation(10) is None
 
 
-async def test_join_free_tokens_first_then_joins_then_heavy_users():
-    s = scheduler(3)
-    held = [await s.acquire(f"x{n}", priority=CHEAP, timeout=1) for n in range(3)]
-    got: dict[str, str] = {}
+async def test_on_the_slow_lane_joins_come_before_users_whose_tokens_blew_up():
+    s: FairScheduler[str] = FairScheduler(2)
+    s.put("slow", slow=True)
+    held = await s.acquire("x", priority=JOINS, timeout=1)
+    order: list[str] = []
 
     async def login(user: str, priority: Priority) -> None:
-        got[user] = await s.acquire(user, priority=priority, timeout=5)
+        worker = await s.acquire(user, priority=priority, timeout=5)
+        order.append(user)
+        s.done(user, priority, worker)
 
     tasks = [
         asyncio.create_task(login(user, priority))
-        for user, priority in (("mallory", HEAVY), ("joiner", JOINS), ("alice", CHEAP))
+        for user, priority in (("mallory", HEAVY), ("eve", HEAVY), ("joiner", JOINS))
     ]
     await settle()
-    s.done("x0", CHEAP, held[0])
-    await settle()
-    assert set(got) == {"alice"}  # the join-free login first, though it came last
-    s.done("x1", CHEAP, held[1])
-    await settle()
-    assert set(got) == {"alice"}  # the last free worker is not for tokens that join
-    s.done("x2", CHEAP, held[2])
-    await settle()
-    assert set(got) == {"alice", "joiner"}  # joins before users whose tokens blew up
-    s.done("alice", CHEAP, got["alice"])
+    s.done("x", JOINS, held)
     await asyncio.gather(*tasks)
-    assert s.costly_running == 2 and s.idle == 1  # never the last free one
+    assert order == ["joiner", "mallory", "eve"]
