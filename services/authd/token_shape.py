@@ -10,7 +10,6 @@ Pure and linear in the token's size; only the few fields needed are read.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 # schema.proto field numbers.
 _BISCUIT_AUTHORITY, _BISCUIT_BLOCKS = 2, 3
@@ -54,12 +53,14 @@ def _varint(data: memoryview, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data: memoryview, wanted: tuple[int, ...]) -> Iterator[tuple[int, memoryview]]:
+def _fields(data: memoryview, wanted: tuple[int, ...]) -> list[tuple[int, memoryview]]:
     """(field number, bytes) of the length-delimited fields in `wanted` of one message.
 
     Every other field is skipped without being copied: a block is mostly its symbol table,
-    and this runs on the event loop (a 12 KB token of tiny symbols: about 2 ms).
+    and this runs on the event loop (a login token: ~14 us for all its blocks; the largest
+    allowed token of tiny symbols: ~0.8 ms).
     """
+    found = []
     pos, end = 0, len(data)
     while pos < end:
         key = data[pos]
@@ -77,7 +78,7 @@ def _fields(data: memoryview, wanted: tuple[int, ...]) -> Iterator[tuple[int, me
             if length > end - pos:
                 raise ShapeError("a field runs past the end of its message")
             if key >> 3 in wanted:
-                yield key >> 3, data[pos : pos + length]
+                found.append((key >> 3, data[pos : pos + length]))
             pos += length
         elif wire == _VARINT:
             _, pos = _varint(data, pos)
@@ -89,10 +90,11 @@ def _fields(data: memoryview, wanted: tuple[int, ...]) -> Iterator[tuple[int, me
             raise ShapeError(f"wire type {wire} is not used by Biscuit")
         if pos > end:
             raise ShapeError("a field runs past the end of its message")
+    return found
 
 
 def _body_width(rule: memoryview) -> int:
-    return sum(1 for _ in _fields(rule, (_RULE_BODY,)))
+    return len(_fields(rule, (_RULE_BODY,)))
 
 
 def block_shape(block: memoryview) -> BlockShape:
