@@ -10,11 +10,13 @@ both exactly as it reads a real host, through `--powercap-root` and `--proc-root
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import subprocess
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,6 +124,7 @@ class SimHypervisor:
         self._vms: dict[int, QemuProcess] = {}
         self._jiffies: dict[int, int] = {}
         self._power_w = self.idle_w
+        self._last = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = False
@@ -258,6 +261,17 @@ class SimHypervisor:
             self._broken.pop(zone, None)
             self._write_counters()
 
+    @contextlib.contextmanager
+    def synced(self) -> Iterator[float]:
+        """Tick now on the caller's thread and hold the ticker while the block runs.
+
+        Yields the monotonic time the counters (files and `energy_uj`) are current to. The
+        ticker thread can lag its tick by a scheduling stall on a loaded machine; a test that
+        compares counters with CPU time it reads itself must read both at one known moment.
+        """
+        with self._lock:
+            yield self._step()
+
     def zone_path(self, zone: str) -> Path:
         """The real directory of a zone (under devices/, not the class symlink)."""
         z = self._zone(zone)
@@ -351,25 +365,25 @@ class SimHypervisor:
             total += max(0, now - before)
         return total / CLK_TCK
 
-    def _step(self) -> None:
+    def _step(self) -> float:
+        """Advance the model to now (the caller holds the lock); returns that moment."""
         now = time.monotonic()
         dt = now - self._last
-        self._last = now
         if dt <= 0:
-            return
+            return self._last
+        self._last = now
         busy = self._busy_cpu_seconds()
-        with self._lock:
-            self._power_w = self.idle_w + self.w_per_cpu * busy / dt
-            for key, watts in zone_watts(self.zones, self._power_w, sockets=self.sockets).items():
-                self._energy[key] = (self._energy[key] + watts * dt * 1e6) % (
-                    self.max_energy_range_uj
-                )
-            self._write_counters()
+        self._power_w = self.idle_w + self.w_per_cpu * busy / dt
+        for key, watts in zone_watts(self.zones, self._power_w, sockets=self.sockets).items():
+            self._energy[key] = (self._energy[key] + watts * dt * 1e6) % self.max_energy_range_uj
+        self._write_counters()
+        return now
 
     def _run(self) -> None:
         while not self._stop.wait(self.tick):
             try:
-                self._step()
+                with self._lock:
+                    self._step()
             except OSError:
                 # The tree was removed under us (test teardown); keep ticking until stopped.
                 continue
