@@ -19,6 +19,7 @@ from .exposition import render
 from .procfs import raise_fd_limit
 from .sampler import Sampler, SampleResult
 from .state import AgentState, Published
+from .zones import describe
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ def _apply(app: web.Application, result: SampleResult, text: bytes | None) -> No
     state = app[STATE]
     health = app[HEALTH]
     state.last_duration_s = result.duration_s
+    if result.discovered is not None and result.discovered.zones:
+        log.info("%s", describe(result.discovered))
     if result.snapshot is not None and text is not None:
         state.published = Published(result.snapshot, text)
         state.samples_ok += 1

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from .energy import joules
+from .counters import joules
 from .state import AgentState
 
 PREFIX = "one_cognit_rapl_agent"

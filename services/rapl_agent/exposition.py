@@ -15,7 +15,7 @@ from prometheus_client.exposition import generate_latest
 
 from services.common.textformat import escape_label
 
-from .snapshot import Snapshot
+from .figures import Snapshot
 
 PROCESS_POWER = "scaph_process_power_consumption_microwatts"
 # Scaphandre 0.5's text (src/exporters/mod.rs); 1.0 copies the disk-read text here by mistake.

@@ -17,7 +17,9 @@ from pathlib import Path
 from services.common.vm_identity import helper_owner, vm_from_argv
 
 from .exposition import process_labels
+from .figures import ProcInfo
 from .procstat import (
+    PidStat,
     SystemStat,
     parse_cmdline,
     parse_loadavg,
@@ -26,7 +28,6 @@ from .procstat import (
     parse_proc_stat,
     parse_uptime,
 )
-from .snapshot import ProcInfo
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _MAX_CMDLINE_BYTES = 256 * 1024
@@ -107,13 +108,13 @@ class ProcReader:
 
     # -- processes -------------------------------------------------------------------------
 
-    def read_processes(self) -> tuple[dict[int, tuple[int, int]], dict[int, ProcInfo]]:
-        """(pid -> (starttime, jiffies), pid -> ProcInfo) for every process listed now."""
+    def read_processes(self) -> tuple[dict[int, PidStat], dict[int, ProcInfo]]:
+        """(pid -> its stat figures, pid -> ProcInfo) for every process listed now."""
         try:
             names = os.listdir(self.root)
         except OSError as exc:
             raise ProcError(f"cannot list {self.root}: {exc.strerror or exc}") from None
-        times: dict[int, tuple[int, int]] = {}
+        stats: dict[int, PidStat] = {}
         infos: dict[int, ProcInfo] = {}
         fds = self._fds
         cached = self._infos
@@ -143,12 +144,12 @@ class ProcReader:
                 info = self._describe(pid, name, stat.comm, stat.starttime)
                 if info is None:
                     continue
-            times[pid] = (stat.starttime, stat.jiffies)
+            stats[pid] = stat
             infos[pid] = info
         for name in fds.keys() - set(names):
             os.close(fds.pop(name))
         self._infos = infos
-        return times, infos
+        return stats, infos
 
     def _reopen(self, name: str) -> bytes:
         """Open a process's stat afresh (new, or its held fd went stale); hold it if we can."""

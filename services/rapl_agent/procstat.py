@@ -13,7 +13,6 @@ class SystemStat(NamedTuple):
     """The aggregate `cpu` line and the counters of /proc/stat."""
 
     busy_jiffies: int  # user+nice+system+irq+softirq+steal over all CPUs
-    idle_jiffies: int  # idle+iowait
     forks: int | None  # `processes`
     context_switches: int | None  # `ctxt`
     procs_running: int | None
@@ -30,7 +29,7 @@ class PidStat(NamedTuple):
 
 def parse_proc_stat(text: str) -> SystemStat:
     """Parse /proc/stat; ValueError when the aggregate cpu line is missing or malformed."""
-    busy = idle = None
+    busy = None
     counters: dict[str, int] = {}
     for line in text.splitlines():
         key, _, rest = line.partition(" ")
@@ -40,14 +39,12 @@ def parse_proc_stat(text: str) -> SystemStat:
                 raise ValueError(f"/proc/stat cpu line has {len(values)} columns")
             columns = dict(zip(_CPU_COLUMNS, values, strict=False))
             busy = sum(columns.get(c, 0) for c in _BUSY)
-            idle = columns["idle"] + columns.get("iowait", 0)
         elif key in ("processes", "ctxt", "procs_running", "procs_blocked"):
             counters[key] = int(rest)
-    if busy is None or idle is None:
+    if busy is None:
         raise ValueError("/proc/stat has no aggregate cpu line")
     return SystemStat(
         busy,
-        idle,
         counters.get("processes"),
         counters.get("ctxt"),
         counters.get("procs_running"),

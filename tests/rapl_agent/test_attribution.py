@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from services.rapl_agent.attribution import aggregate, jiffy_deltas, split
+from services.rapl_agent.figures import Reading
+from services.rapl_agent.power import next_snapshot
 from services.rapl_agent.powercap import discover
 from services.rapl_agent.procfs import ProcReader
-from services.rapl_agent.snapshot import Reading, advance
+from services.rapl_agent.procstat import PidStat
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SERVER = discover(FIXTURES / "sys" / "server" / "class" / "powercap")
@@ -17,21 +19,20 @@ CLIENT = discover(FIXTURES / "sys" / "client" / "class" / "powercap")
 MAX = 262_143_328_850
 
 
-def reading(tag: str, energy: dict[str, int], mono: float, errors=None) -> Reading:
+def reading(tag: str, energy: dict[str, int], mono: float) -> Reading:
     reader = ProcReader(FIXTURES / "proc" / tag, max_cmdline=512)
     try:
         system, uptime = reader.read_system()
-        times, infos = reader.read_processes()
+        stats, infos = reader.read_processes()
     finally:
         reader.close()
     return Reading(
         wall=1_700_000_000 + mono,
         mono=mono,
         energy=energy,
-        zone_errors=errors or {},
         system=system,
         uptime_ticks=uptime,
-        times=times,
+        stats=stats,
         infos=infos,
         load=reader.read_load(),
         memory=reader.read_memory(),
@@ -50,8 +51,8 @@ E1 = {
 
 
 def two_samples(e0=E0, e1=E1, topology=SERVER):
-    first = advance(None, reading("t0", e0, 100.0), topology)
-    second = advance(first.carry, reading("t1", e1, 102.0), topology)
+    first = next_snapshot(None, reading("t0", e0, 100.0), topology)
+    second = next_snapshot(first.carry, reading("t1", e1, 102.0), topology)
     return first, second
 
 
@@ -80,9 +81,14 @@ def test_split_with_nothing_to_share():
     assert split(0, {"a": 5}, 10) == {"a": 0}
 
 
+def stats(rows: dict[int, tuple[int, int]]) -> dict[int, PidStat]:
+    """pid -> (starttime, jiffies) as the stat figures the reader returns."""
+    return {pid: PidStat("x", jiffies, start) for pid, (start, jiffies) in rows.items()}
+
+
 def test_jiffy_deltas_exit_reuse_and_birth():
-    prev = {1: (10, 100), 2: (20, 500), 3: (30, 900), 4: (5, 50)}
-    cur = {1: (10, 150), 3: (1010, 40), 5: (1005, 12), 6: (7, 800), 4: (5, 40)}
+    prev = stats({1: (10, 100), 2: (20, 500), 3: (30, 900), 4: (5, 50)})
+    cur = stats({1: (10, 150), 3: (1010, 40), 5: (1005, 12), 6: (7, 800), 4: (5, 40)})
     deltas = jiffy_deltas(prev, cur, born_after=1000)
     # 2 exited: absent. 3 reused by a process born in the interval: its own 40.
     # 5 born in the interval: all of its 12. 6 is old but unseen before: no baseline, left out.
@@ -118,9 +124,9 @@ def test_second_sample_host_sockets_domains():
     assert snap.host_power_uw == 60_000_000
     assert snap.host_energy_uj == sum(E1.values())
     assert [(s.socket_id, s.power_uw) for s in snap.sockets] == [(0, 25_000_000), (1, 25_000_000)]
-    assert [(d.key, d.kind, d.domain_id, d.power_uw) for d in snap.domains] == [
-        ("intel-rapl:0:0", "dram", 0, 5_000_000),
-        ("intel-rapl:1:0", "dram", 0, 5_000_000),
+    assert [(d.socket_id, d.kind, d.domain_id, d.power_uw) for d in snap.domains] == [
+        (0, "dram", 0, 5_000_000),
+        (1, "dram", 0, 5_000_000),
     ]
 
 
@@ -190,32 +196,31 @@ def test_psys_is_the_host_when_present():
 
 
 def test_unreadable_host_counter_keeps_the_last_snapshot_and_baseline():
-    first = advance(None, reading("t0", E0, 100.0), SERVER)
+    first = next_snapshot(None, reading("t0", E0, 100.0), SERVER)
     broken = dict(E1)
     del broken["intel-rapl:1"]
-    gap = advance(first.carry, reading("t1", broken, 101.0, {"intel-rapl:1": "denied"}), SERVER)
+    gap = next_snapshot(first.carry, reading("t1", broken, 101.0), SERVER)
     assert gap.snapshot is None and gap.carry is first.carry
     # Readable again one second later: power over the whole 3 s gap, no spike.
     e2 = {k: v + 60_000_000 // 4 for k, v in E1.items()}
-    later = advance(gap.carry, reading("t1", e2, 103.0), SERVER)
+    later = next_snapshot(gap.carry, reading("t1", e2, 103.0), SERVER)
     assert later.snapshot.host_power_uw == (120_000_000 + 60_000_000) // 3
 
 
 def test_unreadable_domain_is_left_out_not_zero():
-    first = advance(None, reading("t0", E0, 100.0), CLIENT)
+    first = next_snapshot(None, reading("t0", E0, 100.0), CLIENT)
     e1 = {"intel-rapl:0": 2_000_000, "intel-rapl:0:1": 500, "intel-rapl:1": 9_000_000}
-    second = advance(first.carry, reading("t1", e1, 102.0, {"intel-rapl:0:0": "x"}), CLIENT)
+    second = next_snapshot(first.carry, reading("t1", e1, 102.0), CLIENT)
     kinds = [d.kind for d in second.snapshot.domains]
     assert kinds == ["uncore"]
-    assert second.snapshot.zone_errors == {"intel-rapl:0:0": "x"}
 
 
 def test_processes_claiming_more_than_busy_are_clamped():
-    first = advance(None, reading("t0", E0, 100.0), SERVER)
+    first = next_snapshot(None, reading("t0", E0, 100.0), SERVER)
     r1 = reading("t1", E1, 102.0)
     # Pretend /proc/stat moved by only 100 busy jiffies (read earlier than the pid files).
     skewed = r1.system._replace(busy_jiffies=first.carry.reading.system.busy_jiffies + 100)
-    second = advance(first.carry, Reading(**{**r1.__dict__, "system": skewed}), SERVER)
+    second = next_snapshot(first.carry, Reading(**{**r1.__dict__, "system": skewed}), SERVER)
     total = sum(uw for _, uw in second.snapshot.processes)
     assert total <= second.snapshot.host_power_uw
     assert total >= second.snapshot.host_power_uw * 0.99
@@ -223,8 +228,8 @@ def test_processes_claiming_more_than_busy_are_clamped():
 
 def test_with_psys_an_unreadable_package_drops_its_socket_not_the_host():
     e0 = {"intel-rapl:0": 1_000_000, "intel-rapl:0:0": 0, "intel-rapl:0:1": 0, "intel-rapl:1": 0}
-    first = advance(None, reading("t0", e0, 100.0), CLIENT)
+    first = next_snapshot(None, reading("t0", e0, 100.0), CLIENT)
     e1 = {"intel-rapl:0:0": 30_000_000, "intel-rapl:0:1": 2_000_000, "intel-rapl:1": 90_000_000}
-    second = advance(first.carry, reading("t1", e1, 102.0, {"intel-rapl:0": "x"}), CLIENT)
+    second = next_snapshot(first.carry, reading("t1", e1, 102.0), CLIENT)
     assert second.snapshot.host_power_uw == 45_000_000
     assert second.snapshot.sockets == ()

@@ -1,0 +1,228 @@
+"""From one sample's readings to the next snapshot, one level at a time (no I/O, no logging).
+
+`next_snapshot(carry, reading, topology)` composes small pure steps, each a level of the
+figures the agent serves, in the order they depend on each other:
+
+1. `zone_counters`: each zone's wrap-corrected energy and its power since its last reading;
+2. `host_figures`, `socket_figures`, `domain_figures`: what the zones add up to;
+3. `process_power`: the host's power split over processes by CPU time (`attribution.split`);
+4. `vm_figures`: each VM's power (its processes summed) and energy (integrated);
+5. `self_cpu_percent`: the agent's own CPU use.
+
+`Carry` is what one sample hands to the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .attribution import aggregate, jiffy_deltas, split
+from .counters import counter_delta_uj, power_uw
+from .figures import DomainFigures, Reading, Snapshot, SocketFigures, VmFigures
+from .vms import group_vms
+from .zones import Topology
+
+VmKey = tuple[str, int]  # (VM name, QEMU pid): a restarted QEMU process is a new counter
+
+
+@dataclass(frozen=True)
+class ZoneCounter:
+    """One zone after a reading: the raw counter, when it was read, and what it adds up to."""
+
+    raw: int
+    mono: float
+    total_uj: int  # wrap-corrected energy, starting from the first raw value read
+    power_uw: int | None  # since the zone's previous reading; None on the first or a refused one
+
+
+@dataclass(frozen=True)
+class Carry:
+    """What a sample hands to the next one."""
+
+    zones: Mapping[str, ZoneCounter]  # every zone read at least once, as last read
+    reading: Reading  # the baseline for CPU attribution
+    vm_energy: Mapping[VmKey, float]  # uJ since the VM was first seen
+
+
+@dataclass(frozen=True)
+class Step:
+    """The outcome of one sample: the next carry and the snapshot to serve (None: keep the last)."""
+
+    carry: Carry | None
+    snapshot: Snapshot | None
+    notes: tuple[str, ...] = ()  # things worth a log line (implausible counter jumps)
+
+
+def _sum_or_none(values: Iterable[int | None]) -> int | None:
+    """The sum, or None when any part is unknown (unknown is not zero)."""
+    total = 0
+    for v in values:
+        if v is None:
+            return None
+        total += v
+    return total
+
+
+def zone_counters(
+    previous: Mapping[str, ZoneCounter],
+    energy: Mapping[str, int],
+    topology: Topology,
+    mono: float,
+) -> tuple[dict[str, ZoneCounter], list[str]]:
+    """Each zone read now advanced from its previous reading; unreadable zones keep theirs.
+
+    A delta refused by `counter_delta_uj` (a reset or a jump) gives no power and adds no
+    energy; the zone goes on from the new raw value.
+    """
+    zones = dict(previous)
+    notes: list[str] = []
+    for zone in topology.zones:
+        raw = energy.get(zone.key)
+        if raw is None:
+            continue
+        before = previous.get(zone.key)
+        if before is None:
+            zones[zone.key] = ZoneCounter(raw, mono, raw, None)
+            continue
+        delta = counter_delta_uj(before.raw, raw, zone.max_range_uj)
+        if delta is None:
+            notes.append(
+                f"{zone.key}: counter went from {before.raw} to {raw} "
+                f"(max_energy_range_uj {zone.max_range_uj}); no power for this interval"
+            )
+            zones[zone.key] = ZoneCounter(raw, mono, before.total_uj, None)
+        else:
+            power = power_uw(delta, mono - before.mono)
+            zones[zone.key] = ZoneCounter(raw, mono, before.total_uj + delta, power)
+    return zones, notes
+
+
+def host_figures(topology: Topology, zones: Mapping[str, ZoneCounter]) -> tuple[int | None, int]:
+    """Host power (psys, else package + dram of every socket) and host energy."""
+    host = [zones[k] for k in topology.host_keys]
+    return _sum_or_none(z.power_uw for z in host), sum(z.total_uj for z in host)
+
+
+def socket_figures(
+    topology: Topology, zones: Mapping[str, ZoneCounter], readable: Mapping[str, int]
+) -> tuple[SocketFigures, ...]:
+    """Each socket whose package zones read well now: their power and energy summed."""
+    sockets = []
+    for socket_id in topology.socket_ids:
+        keys = [z.key for z in topology.packages(socket_id) if z.key in readable]
+        if keys:
+            power = _sum_or_none(zones[k].power_uw for k in keys)
+            sockets.append(SocketFigures(socket_id, power, sum(zones[k].total_uj for k in keys)))
+    return tuple(sockets)
+
+
+def domain_figures(
+    topology: Topology, zones: Mapping[str, ZoneCounter], readable: Mapping[str, int]
+) -> tuple[DomainFigures, ...]:
+    """Each domain zone (core, uncore, dram, ...) that read well now."""
+    return tuple(
+        DomainFigures(
+            z.kind, z.socket_id, z.domain_id, zones[z.key].power_uw, zones[z.key].total_uj
+        )
+        for z in topology.domains()
+        if z.key in readable
+    )
+
+
+def process_power(
+    host_power: int | None, previous: Reading | None, reading: Reading
+) -> dict[int, int] | None:
+    """The host's power split over processes by the CPU they burned since `previous`.
+
+    None when it is unknown: no baseline yet, or no host power for the interval.
+    """
+    if host_power is None or previous is None or previous.system is None:
+        return None
+    if reading.system is None:
+        return None
+    busy = max(0, reading.system.busy_jiffies - previous.system.busy_jiffies)
+    deltas = jiffy_deltas(previous.stats, reading.stats, previous.uptime_ticks)
+    return split(host_power, deltas, busy)
+
+
+def vm_figures(
+    reading: Reading,
+    proc_power: Mapping[int, int] | None,
+    vm_energy: Mapping[VmKey, float],
+    seconds: float | None,
+) -> tuple[tuple[VmFigures, ...], dict[VmKey, float]]:
+    """Each VM's power (QEMU + helpers) and its energy, integrated over `seconds`."""
+    groups = group_vms(
+        (pid, info.comm, info.vm)
+        for pid, info in reading.infos.items()
+        if info.vm is not None or info.helper_of is not None
+    )
+    power: dict[int, int] = {}
+    if proc_power is not None:
+        # A VM whose QEMU process has no baseline yet has no power this interval (not zero).
+        known = [vm for vm in groups if vm.pid in proc_power]
+        power = aggregate(proc_power, {vm.pid: vm.pids for vm in known})
+    energies: dict[VmKey, float] = {}
+    vms = []
+    for vm in groups:
+        key = (vm.identity.name, vm.pid)
+        energy = vm_energy.get(key, 0.0)
+        uw = power.get(vm.pid)
+        if uw is not None and seconds:
+            energy += uw * seconds
+        energies[key] = energy
+        vms.append(
+            VmFigures(
+                vm.identity.name, vm.identity.one_vm_id, vm.pid, vm.helper_pids, uw, int(energy)
+            )
+        )
+    return tuple(vms), energies
+
+
+def self_cpu_percent(previous: Reading | None, reading: Reading) -> float | None:
+    """The agent's CPU use since `previous`, as a percentage of the whole machine."""
+    if previous is None or previous.own is None or reading.own is None:
+        return None
+    seconds = reading.mono - previous.mono
+    if seconds <= 0:
+        return None
+    used = reading.own.cpu_seconds - previous.own.cpu_seconds
+    return max(0.0, used / seconds * 100 / max(1, reading.cpus))
+
+
+def next_snapshot(carry: Carry | None, reading: Reading, topology: Topology) -> Step:
+    """The snapshot for `reading`, or None (keep the last one) when host figures are unreadable."""
+    missing = [k for k in topology.host_keys if k not in reading.energy]
+    if not topology.host_keys or missing or reading.system is None:
+        return Step(carry, None)
+    zones, notes = zone_counters(
+        carry.zones if carry else {}, reading.energy, topology, reading.mono
+    )
+    host_power, host_energy = host_figures(topology, zones)
+    previous = carry.reading if carry else None
+    interval = None if previous is None else reading.mono - previous.mono
+    proc_power = process_power(host_power, previous, reading)
+    vms, vm_energy = vm_figures(reading, proc_power, carry.vm_energy if carry else {}, interval)
+    processes: tuple = ()
+    if proc_power is not None:
+        infos = reading.infos
+        processes = tuple((infos[pid], uw) for pid, uw in proc_power.items() if pid in infos)
+    snapshot = Snapshot(
+        timestamp=reading.wall,
+        interval_s=interval,
+        source=topology.source,
+        host_power_uw=host_power,
+        host_energy_uj=host_energy,
+        sockets=socket_figures(topology, zones, reading.energy),
+        domains=domain_figures(topology, zones, reading.energy),
+        processes=processes,
+        vms=vms,
+        process_count=len(reading.stats),
+        system=reading.system,
+        load=reading.load,
+        memory=reading.memory,
+        own=reading.own,
+        own_cpu_percent=self_cpu_percent(previous, reading),
+    )
+    return Step(Carry(zones, reading, vm_energy), snapshot, tuple(notes))
