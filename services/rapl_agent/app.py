@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from importlib import metadata
@@ -12,6 +11,7 @@ from aiohttp import web
 
 from services.common.app import HEALTH, PRODUCT_METRICS, REGISTRY, create_base_app
 from services.common.errors import Unavailable
+from services.common.periodic import Periodic
 
 from .collectors import AgentCollector
 from .config import RaplConfig
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 SERVICE = "rapl_agent"
 CONFIG = web.AppKey("rapl_config", RaplConfig)
 STATE = web.AppKey("rapl_state", AgentState)
+SAMPLER = web.AppKey("rapl_sampler", Sampler)
+SAMPLING = web.AppKey("rapl_sampling", Periodic)
 SAMPLE_CHECK = "sample"  # the /healthz check of a sample that raised (a bug, not bad input)
 
 
@@ -57,59 +59,42 @@ def _apply(app: web.Application, result: SampleResult, text: bytes | None) -> No
         state.samples_kept_last += 1
     for note in result.notes:
         log.warning("%s", note)
+    failing = health.failing
     for check, reason in result.failures.items():
-        if state.failures.get(check) != reason:
+        if failing.get(check) != reason:
             kept = "keeping the last good snapshot" if result.snapshot is None else "skipped"
             log.warning("%s: %s (%s)", check, reason, kept)
         health.fail(check, reason)
-    for check in set(state.failures) - set(result.failures):
+    # Every check but the sampling task's own comes from the sample's reads.
+    for check in failing.keys() - result.failures.keys() - {SAMPLE_CHECK}:
         log.info("%s: readable again", check)
         health.ok(check)
-    state.failures = dict(result.failures)
     state.sources = dict(result.sources)
     snap = state.published.snapshot if state.published else None
     health.details["last_sample"] = None if snap is None else round(snap.timestamp, 3)
 
 
-async def _sampling(app: web.Application) -> AsyncIterator[None]:
-    """Sample now, then every --interval on a fixed schedule, until the app stops."""
+def _sampling_task(app: web.Application, sampler: Sampler) -> Periodic:
+    """Sample now, then every --interval on a fixed schedule (the app serves after the first)."""
     config = app[CONFIG]
-    raise_fd_limit()
-    sampler = Sampler(config.powercap_root, config.proc_root, config.max_cmdline)
     version = _version()
-    loop = asyncio.get_running_loop()
 
-    async def once() -> None:
-        try:
-            result, text = await asyncio.to_thread(_sample_and_render, sampler, version)
-        except Exception as exc:
-            # A bug must not stop sampling: keep the last snapshot, try next tick, and say so
-            # on /healthz (not 200 while nothing new is served); the traceback once per change.
-            reason = f"sample failed ({type(exc).__name__}: {exc}); keeping the last snapshot"
-            if app[STATE].failures.get(SAMPLE_CHECK) != reason:
-                log.exception("sample failed")
-            app[STATE].failures[SAMPLE_CHECK] = reason
-            app[HEALTH].fail(SAMPLE_CHECK, reason)
-            app[STATE].samples_kept_last += 1
-            return
+    async def sample() -> None:
+        result, text = await asyncio.to_thread(_sample_and_render, sampler, version)
         _apply(app, result, text)
 
-    async def run() -> None:
-        due = loop.time()
-        while True:
-            due += config.interval
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            if loop.time() - due > config.interval:
-                due = loop.time()  # fell behind (suspended host?): do not burst to catch up
-            await once()
+    # A sample that raises (a bug, not bad input) keeps the last snapshot and shows on /healthz.
+    return Periodic(
+        "sample", sample, config.interval, health=app[HEALTH], check=SAMPLE_CHECK, await_first=True
+    )
 
-    await once()
-    task = asyncio.create_task(run(), name="rapl-sampling")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    sampler.close()
+
+async def _sampling(app: web.Application) -> AsyncIterator[None]:
+    """The sampling task for the app's lifetime; the held /proc files closed after it."""
+    raise_fd_limit()
+    async with app[SAMPLING]:
+        yield
+    await asyncio.to_thread(app[SAMPLER].close)
 
 
 def _product_text(state: AgentState) -> bytes | None:
@@ -121,8 +106,8 @@ async def _vms(request: web.Request) -> web.Response:
     """GET /api/v1/vms: per-VM power and energy from the last snapshot (SPEC section 5)."""
     published = request.app[STATE].published
     if published is None:
-        reasons = "; ".join(f"{k}: {v}" for k, v in sorted(request.app[STATE].failures.items()))
-        raise Unavailable(f"no readable sample yet{': ' + reasons if reasons else ''}")
+        reason = request.app[HEALTH].report().get("reason")
+        raise Unavailable(f"no readable sample yet{': ' + reason if reason else ''}")
     snap = published.snapshot
     body = {
         "timestamp": round(snap.timestamp, 3),
@@ -147,8 +132,10 @@ def create_app(config: RaplConfig) -> web.Application:
     app = create_base_app(SERVICE)
     app[CONFIG] = config
     state = app[STATE] = AgentState()
+    sampler = app[SAMPLER] = Sampler(config.powercap_root, config.proc_root, config.max_cmdline)
+    sampling = app[SAMPLING] = _sampling_task(app, sampler)
     app[PRODUCT_METRICS] = lambda: _product_text(state)
-    app[REGISTRY].register(AgentCollector(app[STATE]))
+    app[REGISTRY].register(AgentCollector(state, sampling))
     app.router.add_get("/api/v1/vms", _vms)
     app.cleanup_ctx.append(_sampling)
     return app

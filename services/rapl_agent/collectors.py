@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from services.common.periodic import Periodic
+
 from .counters import joules
 from .state import AgentState
 
@@ -15,8 +17,9 @@ PREFIX = "one_cognit_rapl_agent"
 class AgentCollector:
     """Sampling health and per-VM energy in base units, from the published snapshot."""
 
-    def __init__(self, state: AgentState) -> None:
+    def __init__(self, state: AgentState, sampling: Periodic) -> None:
         self.state = state
+        self.sampling = sampling
 
     def collect(self) -> Iterator[Metric]:
         state = self.state
@@ -24,7 +27,8 @@ class AgentCollector:
             f"{PREFIX}_samples", "Samples taken, by result", labels=["result"]
         )
         samples.add_metric(["ok"], state.samples_ok)
-        samples.add_metric(["kept_last"], state.samples_kept_last)
+        # A sample that raised kept the last snapshot too.
+        samples.add_metric(["kept_last"], state.samples_kept_last + self.sampling.failures)
         yield samples
         yield GaugeMetricFamily(
             f"{PREFIX}_sample_duration_seconds",

@@ -75,9 +75,9 @@ class ProcReader:
     def __init__(self, root: Path, max_cmdline: int, *, hold_fds: int | None = None) -> None:
         self.root = str(root)
         self.max_cmdline = max_cmdline
-        if hold_fds is None:
-            hold_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - _FD_RESERVE
-        self._fd_budget = max(0, hold_fds)
+        # None: decided at the first read, from the open-files limit then in force (the app
+        # raises it when it starts, after building the reader).
+        self._fd_budget = None if hold_fds is None else max(0, hold_fds)
         self._fds: dict[str, int] = {}
         self._infos: dict[int, ProcInfo] = {}
 
@@ -165,6 +165,9 @@ class ProcReader:
             data = os.pread(fd, 4096, 0)
         except OSError:
             data = b""
+        if self._fd_budget is None:
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            self._fd_budget = max(0, limit - _FD_RESERVE)
         if data and len(self._fds) < self._fd_budget:
             self._fds[name] = fd
         else:

@@ -1,4 +1,7 @@
-"""What the running agent holds between samples: the published snapshot and sampling health."""
+"""What the running agent holds between samples: the published snapshot and sample counts.
+
+Health (which zone or /proc failed, and why) lives in the app's `Health` alone.
+"""
 
 from __future__ import annotations
 
@@ -24,4 +27,3 @@ class AgentState:
     samples_kept_last: int = 0
     last_duration_s: float = 0.0
     sources: dict[str, bool] = field(default_factory=dict)  # zone key or "proc" -> read well
-    failures: dict[str, str] = field(default_factory=dict)

@@ -122,6 +122,7 @@ async def test_a_failing_cycle_shows_on_health_then_clears_and_is_not_fatal(
     report = health.report()
     assert report["status"] == "degraded"
     assert "reconcile failed: RuntimeError: disk gone" in report["reason"]
+    assert list(health.failing) == ["reconcile"]
     assert await periodic.run_once() is False
     # The traceback is logged once per distinct failure, not every cycle.
     assert sum("reconcile failed" in r.getMessage() for r in caplog.records) == 1
