@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,8 @@ class SimHypervisor:
         self._jiffies: dict[int, int] = {}
         self._power_w = self.idle_w
         self._last = time.monotonic()
+        # (model time, monotonic time its counters were written) of the recent ticks.
+        self._ticks: deque[tuple[float, float]] = deque(maxlen=20_000)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = False
@@ -272,6 +275,25 @@ class SimHypervisor:
         with self._lock:
             yield self._step()
 
+    def max_counter_lag(self, since: float, until: float | None = None) -> float:
+        """The most a counter file lagged the model between two monotonic times, in seconds.
+
+        A reader at any moment of [since, until] saw the energy of at most this long before
+        that moment: the tick interval, plus any stall of the ticker thread. Tests that
+        compare measured power with the model derive their tolerance from it.
+        """
+        until = time.monotonic() if until is None else until
+        with self._lock:
+            ticks = list(self._ticks)
+        worst = 0.0
+        # Between two writes a reader sees the first one's model time.
+        for (model_time, written), (_, written_next) in zip(ticks, ticks[1:], strict=False):
+            if written_next > since and written <= until:
+                worst = max(worst, min(written_next, until) - model_time)
+        if ticks and ticks[-1][1] <= until:
+            worst = max(worst, until - ticks[-1][0])
+        return worst
+
     def zone_path(self, zone: str) -> Path:
         """The real directory of a zone (under devices/, not the class symlink)."""
         z = self._zone(zone)
@@ -377,6 +399,7 @@ class SimHypervisor:
         for key, watts in zone_watts(self.zones, self._power_w, sockets=self.sockets).items():
             self._energy[key] = (self._energy[key] + watts * dt * 1e6) % self.max_energy_range_uj
         self._write_counters()
+        self._ticks.append((now, time.monotonic()))
         return now
 
     def _run(self) -> None:

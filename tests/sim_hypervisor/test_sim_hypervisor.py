@@ -221,3 +221,15 @@ def test_start_vm_needs_a_started_host(tmp_path):
     with pytest.raises(RuntimeError):
         hv.start_vm(1)
     hv.stop()
+
+
+def test_max_counter_lag_measures_a_stalled_ticker(hv):
+    since = time.monotonic()
+    wait_for(lambda: hv.max_counter_lag(since) > 0, 2.0)
+    # Holding the ticker (as a stall of its thread on a loaded machine would) makes a reader
+    # in that time see counters at least that old.
+    with hv.synced() as t0:
+        time.sleep(0.2)
+    assert hv.max_counter_lag(since) >= 0.2
+    # Before the stall the lag was what it was: the window matters.
+    assert hv.max_counter_lag(since, t0 - 0.05) < hv.max_counter_lag(since)
