@@ -1,19 +1,19 @@
-"""The /metrics product text for one snapshot: Scaphandre's names, labels and HELP texts.
+"""The /metrics product text for one snapshot: Scaphandre's names, labels, HELP texts and numbers.
 
-Small families go through prometheus-client's own collector machinery. The per-process family
-can hold thousands of samples, and `generate_latest` needs ~7 us a sample (36 ms for 5,000),
-so its label block is rendered once per process life (`process_labels`, cached with the
-process) and each snapshot only appends values. A test proves both paths give the same text.
+Rendered once per snapshot, in a worker thread, from `services.common.textformat` pieces:
+prometheus-client writes every value as a float (`4.2416304e+07`), while Scaphandre prints
+microwatts, microjoules, bytes and counts as integers, and scripts in the field read them with
+regular expressions and integer conversion. The per-process families can hold thousands of
+samples, so each process's label block is rendered once per process life (`process_labels`,
+cached with the process) and each snapshot only appends values. Tests prove the text parses to
+the same samples as prometheus-client's rendering of the same families.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import generate_latest
-
-from services.common.textformat import escape_label
+from services.common.textformat import Number, escape_label, header, number
 
 from .figures import Snapshot
 
@@ -22,14 +22,51 @@ PROCESS_POWER = "scaph_process_power_consumption_microwatts"
 PROCESS_POWER_HELP = (
     "Power consumption due to the process, measured on at the topology level, in microwatts"
 )
+# Scaphandre types its raw *_microjoules energies as counters without `_total`, which the
+# text format reserves for `_total` names; untyped keeps the exact name and stays valid.
+UNTYPED = "untyped"
+
+_MEMORY = (
+    (
+        "scaph_host_memory_total_bytes",
+        "MemTotal",
+        "Random Access Memory installed on the host, in bytes.",
+    ),
+    (
+        "scaph_host_memory_available_bytes",
+        "MemAvailable",
+        "Random Access Memory available to be re-used on the host, in bytes.",
+    ),
+    (
+        "scaph_host_memory_free_bytes",
+        "MemFree",
+        "Random Access Memory free to be used (not reused) on the host, in bytes.",
+    ),
+    ("scaph_host_swap_free_bytes", "SwapFree", "Swap space free to be used on the host, in bytes."),
+    ("scaph_host_swap_total_bytes", "SwapTotal", "Total swap space on the host, in bytes."),
+)
 
 
 def process_labels(pid: int, comm: str, cmdline: str, vmname: str | None) -> str:
-    """The `{cmdline=..,exe=..,pid=..[,vmname=..]}` block, in prometheus-client's label order."""
+    """The `{cmdline=..,exe=..,pid=..[,vmname=..]}` block, labels in name order."""
     block = f'{{cmdline="{escape_label(cmdline)}",exe="{escape_label(comm)}",pid="{pid}"'
     if vmname is not None:
         block += f',vmname="{escape_label(vmname)}"'
     return block + "}"
+
+
+def labels(**pairs: str) -> str:
+    """A label block, names in order, values escaped; empty without labels."""
+    if not pairs:
+        return ""
+    inner = ",".join(f'{k}="{escape_label(v)}"' for k, v in sorted(pairs.items()))
+    return f"{{{inner}}}"
+
+
+def family(name: str, kind: str, doc: str, samples: Iterable[tuple[str, Number]]) -> str:
+    """HELP, TYPE and one line per (label block, value): integers stay integers."""
+    lines = [f"{name}{block} {number(value)}\n" for block, value in samples]
+    return header(name, kind, doc) + "".join(lines)
 
 
 def scaphandre_version(version: str) -> float:
@@ -39,209 +76,193 @@ def scaphandre_version(version: str) -> float:
     return float(f"{digits[0]}.{digits[1]}{digits[2]}")
 
 
-def _untyped(name: str, documentation: str) -> Metric:
-    # Scaphandre types its raw *_microjoules energies as counters without `_total`, which
-    # prometheus-client cannot print; untyped keeps the exact name and stays valid text.
-    return Metric(name, documentation, "unknown")
+def _gauge(name: str, doc: str, value: Number) -> str:
+    return family(name, "gauge", doc, [("", value)])
 
 
-class SnapshotCollector:
-    """Every scaph_* family except the per-process one, fresh from one snapshot."""
+def _self_metrics(snap: Snapshot, version: str) -> Iterator[str]:
+    yield _gauge(
+        "scaph_self_version",
+        "Version number of scaphandre represented as a float.",
+        scaphandre_version(version),
+    )
+    if snap.own_cpu_percent is not None:
+        yield _gauge(
+            "scaph_self_cpu_usage_percent",
+            "CPU time consumed by scaphandre, as Percentage",
+            snap.own_cpu_percent,
+        )
+    if snap.own is not None:
+        yield _gauge(
+            "scaph_self_memory_virtual_bytes",
+            "Total program size, measured in Bytes.",
+            snap.own.vsize_bytes,
+        )
+        yield _gauge(
+            "scaph_self_memory_bytes", "Resident set size, measured in bytes.", snap.own.rss_bytes
+        )
+    yield _gauge(
+        "scaph_self_topo_stats_nb", "Number of CPUStat traces stored for the host.", snap.records
+    )
+    yield _gauge(
+        "scaph_self_topo_records_nb",
+        "Number of energy consumption Records stored for the host.",
+        snap.records,
+    )
+    yield _gauge(
+        "scaph_self_topo_procs_nb",
+        "Number of processes monitored for the host.",
+        snap.process_count,
+    )
+    sockets = [(labels(socket_id=str(s.socket_id)), snap.records) for s in snap.sockets]
+    yield family(
+        "scaph_self_socket_stats_nb",
+        "gauge",
+        "Number of CPUStat traces stored for each socket",
+        sockets,
+    )
+    yield family(
+        "scaph_self_socket_records_nb",
+        "gauge",
+        "Number of energy consumption Records stored for each socket",
+        sockets,
+    )
+    yield family(
+        "scaph_self_domain_records_nb",
+        "gauge",
+        "Number of energy consumption Records stored for a Domain",
+        [
+            (labels(socket_id=str(d.socket_id), rapl_domain_name=d.kind), snap.records)
+            for d in snap.domains
+        ],
+    )
 
-    def __init__(self, snapshot: Snapshot, version: str) -> None:
-        self.snapshot = snapshot
-        self.version = version
 
-    def collect(self) -> Iterator[Metric]:
-        snap = self.snapshot
-        yield from self._self_metrics()
-        source = {"value_source": snap.source}
-        energy = _untyped(
-            "scaph_host_energy_microjoules",
-            "Energy measurement for the whole host, as extracted from the sensor, in microjoules.",
+def _host(snap: Snapshot) -> Iterator[str]:
+    source = labels(value_source=snap.source)
+    yield family(
+        "scaph_host_energy_microjoules",
+        UNTYPED,
+        "Energy measurement for the whole host, as extracted from the sensor, in microjoules.",
+        [(source, snap.host_energy_uj)],
+    )
+    if snap.host_power_uw is not None:
+        yield family(
+            "scaph_host_power_microwatts",
+            "gauge",
+            "Power measurement on the whole host, in microwatts",
+            [(source, snap.host_power_uw)],
         )
-        energy.add_sample("scaph_host_energy_microjoules", source, snap.host_energy_uj)
-        yield energy
-        if snap.host_power_uw is not None:
-            power = GaugeMetricFamily(
-                "scaph_host_power_microwatts",
-                "Power measurement on the whole host, in microwatts",
-                labels=["value_source"],
-            )
-            power.add_metric([snap.source], snap.host_power_uw)
-            yield power
-        if snap.load is not None:
-            for suffix, period, value in zip(
-                ("one", "five", "fifteen"),
-                ("1 minute", "5 minutes", "15 minutes"),
-                snap.load,
-                strict=True,
-            ):
-                yield GaugeMetricFamily(
-                    f"scaph_host_load_avg_{suffix}", f"Load average on {period}.", value=value
-                )
-        yield from self._memory()
-        yield from self._sockets()
-        yield from self._system()
+    if snap.load is not None:
+        for suffix, period, value in zip(
+            ("one", "five", "fifteen"),
+            ("1 minute", "5 minutes", "15 minutes"),
+            snap.load,
+            strict=True,
+        ):
+            yield _gauge(f"scaph_host_load_avg_{suffix}", f"Load average on {period}.", value)
+    memory = snap.memory or {}
+    for name, field, doc in _MEMORY:
+        if field in memory:
+            yield _gauge(name, doc, memory[field])
 
-    def _self_metrics(self) -> Iterator[Metric]:
-        snap = self.snapshot
-        yield GaugeMetricFamily(
-            "scaph_self_version",
-            "Version number of scaphandre represented as a float.",
-            value=scaphandre_version(self.version),
-        )
-        if snap.own_cpu_percent is not None:
-            yield GaugeMetricFamily(
-                "scaph_self_cpu_usage_percent",
-                "CPU time consumed by scaphandre, as Percentage",
-                value=snap.own_cpu_percent,
-            )
-        if snap.own is not None:
-            yield GaugeMetricFamily(
-                "scaph_self_memory_virtual_bytes",
-                "Total program size, measured in Bytes.",
-                value=snap.own.vsize_bytes,
-            )
-            yield GaugeMetricFamily(
-                "scaph_self_memory_bytes",
-                "Resident set size, measured in bytes.",
-                value=snap.own.rss_bytes,
-            )
-        yield GaugeMetricFamily(
-            "scaph_self_topo_stats_nb",
-            "Number of CPUStat traces stored for the host.",
-            value=snap.records,
-        )
-        yield GaugeMetricFamily(
-            "scaph_self_topo_records_nb",
-            "Number of energy consumption Records stored for the host.",
-            value=snap.records,
-        )
-        yield GaugeMetricFamily(
-            "scaph_self_topo_procs_nb",
-            "Number of processes monitored for the host.",
-            value=snap.process_count,
-        )
-        stats = GaugeMetricFamily(
-            "scaph_self_socket_stats_nb",
-            "Number of CPUStat traces stored for each socket",
-            labels=["socket_id"],
-        )
-        records = GaugeMetricFamily(
-            "scaph_self_socket_records_nb",
-            "Number of energy consumption Records stored for each socket",
-            labels=["socket_id"],
-        )
-        for socket in snap.sockets:
-            stats.add_metric([str(socket.socket_id)], snap.records)
-            records.add_metric([str(socket.socket_id)], snap.records)
-        domains = GaugeMetricFamily(
-            "scaph_self_domain_records_nb",
-            "Number of energy consumption Records stored for a Domain",
-            labels=["socket_id", "rapl_domain_name"],
-        )
-        for domain in snap.domains:
-            domains.add_metric([str(domain.socket_id), domain.kind], snap.records)
-        yield from (stats, records, domains)
 
-    def _memory(self) -> Iterator[Metric]:
-        memory = self.snapshot.memory
-        if not memory:
-            return
-        helps = {
-            "MemTotal": "Random Access Memory installed on the host, in bytes.",
-            "MemAvailable": "Random Access Memory available to be re-used on the host, in bytes.",
-            "MemFree": "Random Access Memory free to be used (not reused) on the host, in bytes.",
-            "SwapFree": "Swap space free to be used on the host, in bytes.",
-            "SwapTotal": "Total swap space on the host, in bytes.",
-        }
-        rows = (
-            ("scaph_host_memory_total_bytes", "MemTotal"),
-            ("scaph_host_memory_available_bytes", "MemAvailable"),
-            ("scaph_host_memory_free_bytes", "MemFree"),
-            ("scaph_host_swap_free_bytes", "SwapFree"),
-            ("scaph_host_swap_total_bytes", "SwapTotal"),
-        )
-        for name, field in rows:
-            if field in memory:
-                yield GaugeMetricFamily(name, helps[field], value=memory[field])
-
-    def _sockets(self) -> Iterator[Metric]:
-        snap = self.snapshot
-        energy = _untyped(
-            "scaph_socket_energy_microjoules", "Socket related energy measurement in microjoules."
-        )
-        power = GaugeMetricFamily(
+def _sockets(snap: Snapshot) -> Iterator[str]:
+    energy = [(labels(socket_id=str(s.socket_id)), s.energy_uj) for s in snap.sockets]
+    power = [
+        (labels(socket_id=str(s.socket_id)), s.power_uw)
+        for s in snap.sockets
+        if s.power_uw is not None
+    ]
+    d_labels = [
+        labels(domain_name=d.kind, domain_id=str(d.domain_id), socket_id=str(d.socket_id))
+        for d in snap.domains
+    ]
+    d_energy = [(block, d.energy_uj) for block, d in zip(d_labels, snap.domains, strict=True)]
+    d_power = [
+        (block, d.power_uw)
+        for block, d in zip(d_labels, snap.domains, strict=True)
+        if d.power_uw is not None
+    ]
+    for name, kind, doc, samples in (
+        (
+            "scaph_socket_energy_microjoules",
+            UNTYPED,
+            "Socket related energy measurement in microjoules.",
+            energy,
+        ),
+        (
             "scaph_socket_power_microwatts",
+            "gauge",
             "Power measurement relative to a CPU socket, in microwatts",
-            labels=["socket_id"],
-        )
-        for socket in snap.sockets:
-            labels = {"socket_id": str(socket.socket_id)}
-            energy.add_sample("scaph_socket_energy_microjoules", labels, socket.energy_uj)
-            if socket.power_uw is not None:
-                power.add_metric([labels["socket_id"]], socket.power_uw)
-        d_energy = _untyped(
-            "scaph_domain_energy_microjoules", "Domain related energy measurement in microjoules."
-        )
-        d_power = GaugeMetricFamily(
+            power,
+        ),
+        (
+            "scaph_domain_energy_microjoules",
+            UNTYPED,
+            "Domain related energy measurement in microjoules.",
+            d_energy,
+        ),
+        (
             "scaph_domain_power_microwatts",
+            "gauge",
             "Power measurement relative to a RAPL Domain, in microwatts",
-            labels=["domain_name", "domain_id", "socket_id"],
-        )
-        for domain in snap.domains:
-            values = [domain.kind, str(domain.domain_id), str(domain.socket_id)]
-            labels = dict(zip(("domain_name", "domain_id", "socket_id"), values, strict=True))
-            d_energy.add_sample("scaph_domain_energy_microjoules", labels, domain.energy_uj)
-            if domain.power_uw is not None:
-                d_power.add_metric(values, domain.power_uw)
-        for family in (energy, power, d_energy, d_power):
-            if family.samples:
-                yield family
+            d_power,
+        ),
+    ):
+        if samples:
+            yield family(name, kind, doc, samples)
 
-    def _system(self) -> Iterator[Metric]:
-        system = self.snapshot.system
-        if system is None:
-            return
-        if system.forks is not None:
-            yield CounterMetricFamily(
-                "scaph_forks_since_boot",
-                "Number of forks that have occured since boot "
-                "(number of processes to have existed so far).",
-                value=system.forks,
-            )
-        if system.procs_running is not None:
-            yield GaugeMetricFamily(
-                "scaph_processes_running_current",
-                "Number of processes currently running.",
-                value=system.procs_running,
-            )
-        if system.procs_blocked is not None:
-            yield GaugeMetricFamily(
-                "scaph_processes_blocked_current",
-                "Number of processes currently blocked waiting for I/O.",
-                value=system.procs_blocked,
-            )
-        if system.context_switches is not None:
-            yield CounterMetricFamily(
-                "scaph_context_switches",
-                "Number of context switches since boot.",
-                value=system.context_switches,
-            )
+
+def _system(snap: Snapshot) -> Iterator[str]:
+    system = snap.system
+    if system is None:
+        return
+    if system.forks is not None:
+        yield family(
+            "scaph_forks_since_boot_total",
+            "counter",
+            "Number of forks that have occured since boot "
+            "(number of processes to have existed so far).",
+            [("", system.forks)],
+        )
+    if system.procs_running is not None:
+        yield _gauge(
+            "scaph_processes_running_current",
+            "Number of processes currently running.",
+            system.procs_running,
+        )
+    if system.procs_blocked is not None:
+        yield _gauge(
+            "scaph_processes_blocked_current",
+            "Number of processes currently blocked waiting for I/O.",
+            system.procs_blocked,
+        )
+    if system.context_switches is not None:
+        yield family(
+            "scaph_context_switches_total",
+            "counter",
+            "Number of context switches since boot.",
+            [("", system.context_switches)],
+        )
 
 
 def render_processes(snapshot: Snapshot) -> str:
     """The per-process power family; its label blocks come pre-rendered with each process."""
     if not snapshot.processes:
         return ""
-    head = f"# HELP {PROCESS_POWER} {PROCESS_POWER_HELP}\n# TYPE {PROCESS_POWER} gauge\n"
+    head = header(PROCESS_POWER, "gauge", PROCESS_POWER_HELP)
     lines = [f"{PROCESS_POWER}{info.labels} {uw}\n" for info, uw in snapshot.processes]
     return head + "".join(lines)
 
 
 def render(snapshot: Snapshot, version: str) -> bytes:
     """The whole scaph_* text for one snapshot."""
-    return generate_latest(SnapshotCollector(snapshot, version)) + render_processes(
-        snapshot
-    ).encode("utf-8")
+    parts = [
+        *_self_metrics(snapshot, version),
+        *_host(snapshot),
+        *_sockets(snapshot),
+        *_system(snapshot),
+        render_processes(snapshot),
+    ]
+    return "".join(parts).encode("utf-8")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,6 +18,10 @@ from services.rapl_agent.exposition import (
     scaphandre_version,
 )
 from tests.rapl_agent.test_attribution import two_samples
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "rapl"
+# Families whose values are whole numbers of micro-units, bytes or things.
+WHOLE = re.compile(r"_(microwatts|microjoules|bytes|total|nb|current)$")
 
 
 def families(text: bytes | str) -> dict:
@@ -113,3 +120,34 @@ def test_version_as_scaphandre_prints_it():
     assert scaphandre_version("1.0.3") == 1.03
     assert scaphandre_version("0.1.0") == 0.1
     assert scaphandre_version("2.5") == 2.5
+
+
+def test_text_parses_as_prometheus_clients_rendering_of_the_same_families():
+    _, second = two_samples()
+    ours = families(render(second.snapshot, "0.1.0"))
+    theirs = families((FIXTURES / "prometheus_client_rendering.txt").read_bytes())
+    for name, family in theirs.items():
+        assert name in ours, name
+        assert (ours[name].type, ours[name].documentation) == (family.type, family.documentation)
+
+        def key(sample):
+            return (sample.name, sorted(sample.labels.items()), sample.value)
+
+        assert sorted(map(key, ours[name].samples)) == sorted(map(key, family.samples)), name
+
+
+def test_micro_units_bytes_and_counts_print_as_integers():
+    # Scaphandre prints them as integers; scripts read them with a regex and int().
+    first, second = two_samples()
+    for snap in (first.snapshot, second.snapshot):
+        text = render(snap, "0.1.0").decode()
+        whole = [line for line in text.splitlines() if line and not line.startswith("#")]
+        whole = [line for line in whole if WHOLE.search(re.split(r"[{ ]", line, maxsplit=1)[0])]
+        assert len(whole) > 20
+        for line in whole:
+            assert re.fullmatch(r"\d+", line.rsplit(" ", 1)[1]), line
+    text = render(second.snapshot, "0.1.0").decode()
+    assert 'scaph_host_power_microwatts{value_source="powercap_rapl_pkg"} 60000000\n' in text
+    assert 'scaph_host_energy_microjoules{value_source="powercap_rapl_pkg"} 124600000\n' in text
+    assert 'scaph_socket_power_microwatts{socket_id="0"} 25000000\n' in text
+    assert "scaph_host_memory_total_bytes 16694693888\n" in text
