@@ -16,6 +16,7 @@ from services.common.periodic import Periodic
 from .collectors import AgentCollector
 from .config import RaplConfig
 from .exposition import render
+from .power import without_power
 from .procfs import raise_fd_limit
 from .sampler import Sampler, SampleResult
 from .state import AgentState, Published
@@ -54,16 +55,15 @@ def _apply(app: web.Application, result: SampleResult, text: bytes | None) -> No
         log.info("%s", describe(result.discovered))
     if result.snapshot is not None and text is not None:
         state.published = Published(result.snapshot, text)
-        state.samples_ok += 1
-    else:
-        state.samples_kept_last += 1
+    outcome = "no_power" if result.frozen else "ok" if result.snapshot else "kept_last"
+    state.samples[outcome] += 1
     for note in result.notes:
         log.warning("%s", note)
     failing = health.failing
     for check, reason in result.failures.items():
         if failing.get(check) != reason:
-            kept = "keeping the last good snapshot" if result.snapshot is None else "skipped"
-            log.warning("%s: %s (%s)", check, reason, kept)
+            effect = "no power figures until it reads again" if result.frozen else "left out"
+            log.warning("%s: %s (%s)", check, reason, effect)
         health.fail(check, reason)
     # Every check but the sampling task's own comes from the sample's reads.
     for check in failing.keys() - result.failures.keys() - {SAMPLE_CHECK}:
@@ -80,13 +80,26 @@ def _sampling_task(app: web.Application, sampler: Sampler) -> Periodic:
     version = _version()
 
     async def sample() -> None:
-        result, text = await asyncio.to_thread(_sample_and_render, sampler, version)
+        try:
+            result, text = await asyncio.to_thread(_sample_and_render, sampler, version)
+        except Exception:
+            await _unpower(app, version)
+            raise
         _apply(app, result, text)
 
-    # A sample that raises (a bug, not bad input) keeps the last snapshot and shows on /healthz.
+    # A sample that raises (a bug, not bad input) shows on /healthz; sampling goes on.
     return Periodic(
         "sample", sample, config.interval, health=app[HEALTH], check=SAMPLE_CHECK, await_first=True
     )
+
+
+async def _unpower(app: web.Application, version: str) -> None:
+    """No fresh sample: the served power is no longer current, the energies stay."""
+    state = app[STATE]
+    if state.published is None or state.published.snapshot.interval_s is None:
+        return
+    snapshot = without_power(state.published.snapshot)
+    state.published = Published(snapshot, await asyncio.to_thread(render, snapshot, version))
 
 
 async def _sampling(app: web.Application) -> AsyncIterator[None]:

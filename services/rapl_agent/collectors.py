@@ -26,9 +26,10 @@ class AgentCollector:
         samples = CounterMetricFamily(
             f"{PREFIX}_samples", "Samples taken, by result", labels=["result"]
         )
-        samples.add_metric(["ok"], state.samples_ok)
-        # A sample that raised kept the last snapshot too.
-        samples.add_metric(["kept_last"], state.samples_kept_last + self.sampling.failures)
+        for outcome, count in state.samples.items():
+            # A sample that raised published nothing new either.
+            extra = self.sampling.failures if outcome == "kept_last" else 0
+            samples.add_metric([outcome], count + extra)
         yield samples
         yield GaugeMetricFamily(
             f"{PREFIX}_sample_duration_seconds",

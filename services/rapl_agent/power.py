@@ -9,13 +9,15 @@ figures the agent serves, in the order they depend on each other:
 4. `vm_figures`: each VM's power (its processes summed) and energy (integrated);
 5. `self_cpu_percent`: the agent's own CPU use.
 
-`Carry` is what one sample hands to the next.
+`Carry` is what one sample hands to the next. While a host counter or /proc cannot be read,
+power is unknown: `frozen_snapshot` serves the energies as last read and no power at all, and
+the carry stays as it was, so the next good sample measures over the whole gap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .attribution import aggregate, jiffy_deltas, split
 from .counters import counter_delta_uj, power_uw
@@ -41,7 +43,7 @@ class Carry:
     """What a sample hands to the next one."""
 
     zones: Mapping[str, ZoneCounter]  # every zone read at least once, as last read
-    reading: Reading  # the baseline for CPU attribution
+    reading: Reading  # the baseline for CPU attribution (host counters and /proc read well)
     vm_energy: Mapping[VmKey, float]  # uJ since the VM was first seen
 
 
@@ -52,6 +54,7 @@ class Step:
     carry: Carry | None
     snapshot: Snapshot | None
     notes: tuple[str, ...] = ()  # things worth a log line (implausible counter jumps)
+    frozen: bool = False  # power unknown: host counters or /proc unreadable
 
 
 def _sum_or_none(values: Iterable[int | None]) -> int | None:
@@ -72,10 +75,11 @@ def zone_counters(
 ) -> tuple[dict[str, ZoneCounter], list[str]]:
     """Each zone read now advanced from its previous reading; unreadable zones keep theirs.
 
-    A delta refused by `counter_delta_uj` (a reset or a jump) gives no power and adds no
-    energy; the zone goes on from the new raw value.
+    A zone not read now keeps its energy and has no power (its next reading measures over
+    the gap). A delta refused by `counter_delta_uj` (a reset or a jump) gives no power and
+    adds no energy; the zone goes on from the new raw value.
     """
-    zones = dict(previous)
+    zones = {key: replace(z, power_uw=None) for key, z in previous.items()}
     notes: list[str] = []
     for zone in topology.zones:
         raw = energy.get(zone.key)
@@ -105,28 +109,28 @@ def host_figures(topology: Topology, zones: Mapping[str, ZoneCounter]) -> tuple[
 
 
 def socket_figures(
-    topology: Topology, zones: Mapping[str, ZoneCounter], readable: Mapping[str, int]
+    topology: Topology, zones: Mapping[str, ZoneCounter]
 ) -> tuple[SocketFigures, ...]:
-    """Each socket whose package zones read well now: their power and energy summed."""
+    """Each socket with a package zone ever read: energy summed, power when all read now."""
     sockets = []
     for socket_id in topology.socket_ids:
-        keys = [z.key for z in topology.packages(socket_id) if z.key in readable]
-        if keys:
-            power = _sum_or_none(zones[k].power_uw for k in keys)
-            sockets.append(SocketFigures(socket_id, power, sum(zones[k].total_uj for k in keys)))
+        parts = [zones[z.key] for z in topology.packages(socket_id) if z.key in zones]
+        if parts:
+            power = _sum_or_none(z.power_uw for z in parts)
+            sockets.append(SocketFigures(socket_id, power, sum(z.total_uj for z in parts)))
     return tuple(sockets)
 
 
 def domain_figures(
-    topology: Topology, zones: Mapping[str, ZoneCounter], readable: Mapping[str, int]
+    topology: Topology, zones: Mapping[str, ZoneCounter]
 ) -> tuple[DomainFigures, ...]:
-    """Each domain zone (core, uncore, dram, ...) that read well now."""
+    """Each domain zone (core, uncore, dram, ...) ever read: its energy, and power when read now."""
     return tuple(
         DomainFigures(
             z.kind, z.socket_id, z.domain_id, zones[z.key].power_uw, zones[z.key].total_uj
         )
         for z in topology.domains()
-        if z.key in readable
+        if z.key in zones
     )
 
 
@@ -191,11 +195,58 @@ def self_cpu_percent(previous: Reading | None, reading: Reading) -> float | None
     return max(0.0, used / seconds * 100 / max(1, reading.cpus))
 
 
+def without_power(snapshot: Snapshot) -> Snapshot:
+    """The same figures with power unknown: what is served when no fresh power exists."""
+    return replace(
+        snapshot,
+        interval_s=None,
+        host_power_uw=None,
+        sockets=tuple(replace(s, power_uw=None) for s in snapshot.sockets),
+        domains=tuple(replace(d, power_uw=None) for d in snapshot.domains),
+        processes=(),
+        vms=tuple(replace(v, power_uw=None) for v in snapshot.vms),
+    )
+
+
+def frozen_snapshot(carry: Carry, reading: Reading, topology: Topology) -> Snapshot:
+    """Power unknown (host counters or /proc unreadable): energies as last read, no power.
+
+    The other figures are today's when /proc reads; the VMs are those of the last good
+    reading when it does not (unknown is not gone).
+    """
+    zones = {key: replace(z, power_uw=None) for key, z in carry.zones.items()}
+    _, host_energy = host_figures(topology, zones)
+    procs = reading if reading.system is not None else carry.reading
+    vms, _ = vm_figures(procs, None, carry.vm_energy, None)
+    return Snapshot(
+        timestamp=reading.wall,
+        interval_s=None,
+        source=topology.source,
+        host_power_uw=None,
+        host_energy_uj=host_energy,
+        sockets=socket_figures(topology, zones),
+        domains=domain_figures(topology, zones),
+        processes=(),
+        vms=vms,
+        process_count=len(procs.stats),
+        system=reading.system,
+        load=reading.load,
+        memory=reading.memory,
+        own=reading.own,
+        own_cpu_percent=self_cpu_percent(carry.reading, reading),
+    )
+
+
 def next_snapshot(carry: Carry | None, reading: Reading, topology: Topology) -> Step:
-    """The snapshot for `reading`, or None (keep the last one) when host figures are unreadable."""
-    missing = [k for k in topology.host_keys if k not in reading.energy]
-    if not topology.host_keys or missing or reading.system is None:
-        return Step(carry, None)
+    """The snapshot for `reading`; frozen (no power) while host counters or /proc are unreadable.
+
+    Before any good sample there is nothing to serve (None).
+    """
+    readable = bool(topology.host_keys) and all(k in reading.energy for k in topology.host_keys)
+    if not readable or reading.system is None:
+        if carry is None:
+            return Step(None, None, frozen=True)
+        return Step(carry, frozen_snapshot(carry, reading, topology), frozen=True)
     zones, notes = zone_counters(
         carry.zones if carry else {}, reading.energy, topology, reading.mono
     )
@@ -214,8 +265,8 @@ def next_snapshot(carry: Carry | None, reading: Reading, topology: Topology) -> 
         source=topology.source,
         host_power_uw=host_power,
         host_energy_uj=host_energy,
-        sockets=socket_figures(topology, zones, reading.energy),
-        domains=domain_figures(topology, zones, reading.energy),
+        sockets=socket_figures(topology, zones),
+        domains=domain_figures(topology, zones),
         processes=processes,
         vms=vms,
         process_count=len(reading.stats),

@@ -27,6 +27,7 @@ class SampleResult:
     duration_s: float = 0.0
     sources: dict[str, bool] = field(default_factory=dict)  # zone key or "proc" -> read well
     discovered: Topology | None = None  # the zones, on the sample that found them
+    frozen: bool = False  # power unknown: a host counter or /proc unreadable
 
 
 def own_usage() -> OwnUsage:
@@ -100,7 +101,9 @@ class Sampler:
         sources = {z.key: z.key in energy for z in topology.zones}
         sources["proc"] = "proc" not in failures
         duration = time.perf_counter() - started
-        return SampleResult(step.snapshot, failures, step.notes, duration, sources, discovered)
+        return SampleResult(
+            step.snapshot, failures, step.notes, duration, sources, discovered, step.frozen
+        )
 
     def close(self) -> None:
         """Release the held /proc file descriptors (after any sample in flight)."""

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from .figures import Snapshot
 
+OUTCOMES = ("ok", "no_power", "kept_last")
+
 
 @dataclass(frozen=True)
 class Published:
@@ -23,7 +25,8 @@ class AgentState:
     """Mutated only by the sampling task, read by handlers and collectors on the same loop."""
 
     published: Published | None = None
-    samples_ok: int = 0
-    samples_kept_last: int = 0
+    # Samples by outcome: ok (published), no_power (published without power: counters or
+    # /proc unreadable), kept_last (nothing new to publish).
+    samples: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     last_duration_s: float = 0.0
     sources: dict[str, bool] = field(default_factory=dict)  # zone key or "proc" -> read well

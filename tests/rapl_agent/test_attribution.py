@@ -8,7 +8,7 @@ import pytest
 
 from services.rapl_agent.attribution import aggregate, jiffy_deltas, split
 from services.rapl_agent.figures import Reading
-from services.rapl_agent.power import next_snapshot
+from services.rapl_agent.power import next_snapshot, without_power
 from services.rapl_agent.powercap import discover
 from services.rapl_agent.procfs import ProcReader
 from services.rapl_agent.procstat import PidStat
@@ -195,24 +195,88 @@ def test_psys_is_the_host_when_present():
     assert second.snapshot.sockets[0].power_uw == 20_000_000
 
 
-def test_unreadable_host_counter_keeps_the_last_snapshot_and_baseline():
+def test_unreadable_host_counter_serves_no_power_and_the_last_energies():
+    _, second = two_samples()
+    broken = {k: v + 10_000_000 for k, v in E1.items() if k != "intel-rapl:1"}
+    gap = next_snapshot(second.carry, reading("t1", broken, 103.0), SERVER)
+    snap, last = gap.snapshot, second.snapshot
+    # Power is unknown, not the last value: none anywhere, and the interval is not a new one.
+    assert gap.frozen and gap.carry is second.carry
+    assert snap.timestamp == 1_700_000_103.0
+    assert snap.host_power_uw is None and snap.processes == () and snap.interval_s is None
+    assert [(s.socket_id, s.power_uw, s.energy_uj) for s in snap.sockets] == [
+        (s.socket_id, None, s.energy_uj) for s in last.sockets
+    ]
+    assert [(d.kind, d.power_uw, d.energy_uj) for d in snap.domains] == [
+        (d.kind, None, d.energy_uj) for d in last.domains
+    ]
+    # Energy counters keep their last value (the readable zones' too: one consistent set).
+    assert snap.host_energy_uj == last.host_energy_uj
+    assert [(v.name, v.power_uw, v.energy_uj) for v in snap.vms] == [
+        (v.name, None, v.energy_uj) for v in last.vms
+    ]
+    assert [v.energy_uj for v in last.vms] == [68_200_000, 22_000_000, 0]
+
+
+def test_readable_again_measures_over_the_whole_gap():
     first = next_snapshot(None, reading("t0", E0, 100.0), SERVER)
     broken = dict(E1)
     del broken["intel-rapl:1"]
     gap = next_snapshot(first.carry, reading("t1", broken, 101.0), SERVER)
-    assert gap.snapshot is None and gap.carry is first.carry
-    # Readable again one second later: power over the whole 3 s gap, no spike.
+    assert gap.carry is first.carry
+    # Readable again two seconds later: power over the whole 3 s gap, no spike.
     e2 = {k: v + 60_000_000 // 4 for k, v in E1.items()}
     later = next_snapshot(gap.carry, reading("t1", e2, 103.0), SERVER)
     assert later.snapshot.host_power_uw == (120_000_000 + 60_000_000) // 3
+    assert not later.frozen
 
 
-def test_unreadable_domain_is_left_out_not_zero():
+def test_unreadable_proc_serves_no_power_and_the_last_vms():
+    _, second = two_samples()
+    blind = Reading(
+        wall=1_700_000_103.0,
+        mono=103.0,
+        energy=E1,
+        system=None,
+        uptime_ticks=0,
+        stats={},
+        infos={},
+    )
+    step = next_snapshot(second.carry, blind, SERVER)
+    assert step.frozen and step.snapshot.host_power_uw is None
+    # Unknown is not gone: the VMs of the last good reading stay listed, without power.
+    assert [(v.name, v.power_uw, v.energy_uj) for v in step.snapshot.vms] == [
+        (v.name, None, v.energy_uj) for v in second.snapshot.vms
+    ]
+
+
+def test_nothing_is_served_before_a_good_sample():
+    broken = dict(E0)
+    del broken["intel-rapl:0"]
+    step = next_snapshot(None, reading("t0", broken, 100.0), SERVER)
+    assert step.snapshot is None and step.carry is None and step.frozen
+
+
+def test_without_power_keeps_every_energy():
+    _, second = two_samples()
+    bare = without_power(second.snapshot)
+    assert bare.host_power_uw is None and bare.processes == () and bare.interval_s is None
+    assert all(s.power_uw is None for s in bare.sockets)
+    assert all(v.power_uw is None for v in bare.vms)
+    assert bare.host_energy_uj == second.snapshot.host_energy_uj
+    assert [v.energy_uj for v in bare.vms] == [v.energy_uj for v in second.snapshot.vms]
+
+
+def test_unreadable_domain_has_no_power_and_keeps_its_energy():
     first = next_snapshot(None, reading("t0", E0, 100.0), CLIENT)
     e1 = {"intel-rapl:0": 2_000_000, "intel-rapl:0:1": 500, "intel-rapl:1": 9_000_000}
     second = next_snapshot(first.carry, reading("t1", e1, 102.0), CLIENT)
-    kinds = [d.kind for d in second.snapshot.domains]
-    assert kinds == ["uncore"]
+    # core was read at t0 only; uncore is read for the first time at t1.
+    assert [(d.kind, d.power_uw, d.energy_uj) for d in second.snapshot.domains] == [
+        ("core", None, E0["intel-rapl:0:0"]),
+        ("uncore", None, 500),
+    ]
+    assert second.snapshot.host_power_uw is not None
 
 
 def test_processes_claiming_more_than_busy_are_clamped():
@@ -232,4 +296,6 @@ def test_with_psys_an_unreadable_package_drops_its_socket_not_the_host():
     e1 = {"intel-rapl:0:0": 30_000_000, "intel-rapl:0:1": 2_000_000, "intel-rapl:1": 90_000_000}
     second = next_snapshot(first.carry, reading("t1", e1, 102.0), CLIENT)
     assert second.snapshot.host_power_uw == 45_000_000
-    assert second.snapshot.sockets == ()
+    assert [(s.socket_id, s.power_uw, s.energy_uj) for s in second.snapshot.sockets] == [
+        (0, None, 1_000_000)
+    ]
