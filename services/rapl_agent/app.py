@@ -55,7 +55,12 @@ def _apply(app: web.Application, result: SampleResult, text: bytes | None) -> No
         log.info("%s", describe(result.discovered))
     if result.snapshot is not None and text is not None:
         state.published = Published(result.snapshot, text)
-    outcome = "no_power" if result.frozen else "ok" if result.snapshot else "kept_last"
+    if result.frozen:
+        outcome = "no_power"
+    elif result.merged:
+        outcome = "merged"
+    else:
+        outcome = "ok" if result.snapshot else "kept_last"
     state.samples[outcome] += 1
     for note in result.notes:
         log.warning("%s", note)
@@ -87,9 +92,16 @@ def _sampling_task(app: web.Application, sampler: Sampler) -> Periodic:
             raise
         _apply(app, result, text)
 
-    # A sample that raises (a bug, not bad input) shows on /healthz; sampling goes on.
+    # A sample that raises (a bug, not bad input) shows on /healthz; sampling goes on. A tick
+    # less than half an interval after a late sample is skipped: steady cadence.
     return Periodic(
-        "sample", sample, config.interval, health=app[HEALTH], check=SAMPLE_CHECK, await_first=True
+        "sample",
+        sample,
+        config.interval,
+        health=app[HEALTH],
+        check=SAMPLE_CHECK,
+        await_first=True,
+        min_gap=config.interval / 2,
     )
 
 
@@ -145,7 +157,9 @@ def create_app(config: RaplConfig) -> web.Application:
     app = create_base_app(SERVICE)
     app[CONFIG] = config
     state = app[STATE] = AgentState()
-    sampler = app[SAMPLER] = Sampler(config.powercap_root, config.proc_root, config.max_cmdline)
+    sampler = app[SAMPLER] = Sampler(
+        config.powercap_root, config.proc_root, config.max_cmdline, min_interval=config.interval / 2
+    )
     sampling = app[SAMPLING] = _sampling_task(app, sampler)
     app[PRODUCT_METRICS] = lambda: _product_text(state)
     app[REGISTRY].register(AgentCollector(state, sampling))

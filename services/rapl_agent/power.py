@@ -9,7 +9,10 @@ figures the agent serves, in the order they depend on each other:
 4. `vm_figures`: each VM's power (its processes summed) and energy (integrated);
 5. `self_cpu_percent`: the agent's own CPU use.
 
-`Carry` is what one sample hands to the next. While a host counter or /proc cannot be read,
+`Carry` is what one sample hands to the next. A sample that comes less than `min_interval`
+after the last one it would measure from (a late sample followed by one on schedule) is not
+published: it is merged into the next, whose interval covers both. While a host counter or
+/proc cannot be read,
 power is unknown: `frozen_snapshot` serves the energies as last read and no power at all, and
 the carry stays as it was, so the next good sample measures over the whole gap.
 """
@@ -55,6 +58,7 @@ class Step:
     snapshot: Snapshot | None
     notes: tuple[str, ...] = ()  # things worth a log line (implausible counter jumps)
     frozen: bool = False  # power unknown: host counters or /proc unreadable
+    merged: bool = False  # too short an interval: left for the next sample to cover
 
 
 def _sum_or_none(values: Iterable[int | None]) -> int | None:
@@ -237,16 +241,22 @@ def frozen_snapshot(carry: Carry, reading: Reading, topology: Topology) -> Snaps
     )
 
 
-def next_snapshot(carry: Carry | None, reading: Reading, topology: Topology) -> Step:
+def next_snapshot(
+    carry: Carry | None, reading: Reading, topology: Topology, min_interval: float = 0.0
+) -> Step:
     """The snapshot for `reading`; frozen (no power) while host counters or /proc are unreadable.
 
-    Before any good sample there is nothing to serve (None).
+    Before any good sample there is nothing to serve (None). An interval shorter than
+    `min_interval` is merged into the next (None: the last snapshot stays): counters move in
+    steps, so power over a short interval is mostly their granularity.
     """
     readable = bool(topology.host_keys) and all(k in reading.energy for k in topology.host_keys)
     if not readable or reading.system is None:
         if carry is None:
             return Step(None, None, frozen=True)
         return Step(carry, frozen_snapshot(carry, reading, topology), frozen=True)
+    if carry is not None and reading.mono - carry.reading.mono < min_interval:
+        return Step(carry, None, merged=True)
     zones, notes = zone_counters(
         carry.zones if carry else {}, reading.energy, topology, reading.mono
     )

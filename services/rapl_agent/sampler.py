@@ -28,6 +28,7 @@ class SampleResult:
     sources: dict[str, bool] = field(default_factory=dict)  # zone key or "proc" -> read well
     discovered: Topology | None = None  # the zones, on the sample that found them
     frozen: bool = False  # power unknown: a host counter or /proc unreadable
+    merged: bool = False  # too soon after the last sample: merged into the next
 
 
 def own_usage() -> OwnUsage:
@@ -44,8 +45,11 @@ def own_usage() -> OwnUsage:
 class Sampler:
     """Holds what a sample needs from the previous one; `sample()` is called on a timer."""
 
-    def __init__(self, powercap_root: Path, proc_root: Path, max_cmdline: int) -> None:
+    def __init__(
+        self, powercap_root: Path, proc_root: Path, max_cmdline: int, min_interval: float = 0.0
+    ) -> None:
         self.powercap_root = powercap_root
+        self.min_interval = min_interval  # shorter intervals are merged into the next
         self.procs = ProcReader(proc_root, max_cmdline)
         self.topology: Topology | None = None
         self.carry: Carry | None = None
@@ -96,13 +100,20 @@ class Sampler:
             own=own_usage(),
             cpus=os.cpu_count() or 1,
         )
-        step = next_snapshot(self.carry, reading, topology)
+        step = next_snapshot(self.carry, reading, topology, self.min_interval)
         self.carry = step.carry
         sources = {z.key: z.key in energy for z in topology.zones}
         sources["proc"] = "proc" not in failures
         duration = time.perf_counter() - started
         return SampleResult(
-            step.snapshot, failures, step.notes, duration, sources, discovered, step.frozen
+            step.snapshot,
+            failures,
+            step.notes,
+            duration,
+            sources,
+            discovered,
+            step.frozen,
+            step.merged,
         )
 
     def close(self) -> None:

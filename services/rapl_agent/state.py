@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from .figures import Snapshot
 
-OUTCOMES = ("ok", "no_power", "kept_last")
+OUTCOMES = ("ok", "no_power", "merged", "kept_last")
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ class AgentState:
 
     published: Published | None = None
     # Samples by outcome: ok (published), no_power (published without power: counters or
-    # /proc unreadable), kept_last (nothing new to publish).
+    # /proc unreadable), merged (too soon after the last: the next one covers it), kept_last
+    # (nothing new to publish).
     samples: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     last_duration_s: float = 0.0
     sources: dict[str, bool] = field(default_factory=dict)  # zone key or "proc" -> read well

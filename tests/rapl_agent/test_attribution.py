@@ -218,6 +218,21 @@ def test_unreadable_host_counter_serves_no_power_and_the_last_energies():
     assert [v.energy_uj for v in last.vms] == [68_200_000, 22_000_000, 0]
 
 
+def test_an_interval_under_the_minimum_is_merged_into_the_next():
+    first = next_snapshot(None, reading("t0", E0, 100.0), SERVER, min_interval=1.0)
+    # A late sample followed 0.4 s later by one on schedule: counters moved 12 J meanwhile.
+    early = {k: v + (E1[k] - v) // 10 for k, v in E0.items()}
+    short = next_snapshot(first.carry, reading("t1", early, 100.4), SERVER, min_interval=1.0)
+    assert short.merged and short.snapshot is None and short.carry is first.carry
+    # The next covers both: its power is over the 2 s since the first, not the last 1.6 s.
+    second = next_snapshot(short.carry, reading("t1", E1, 102.0), SERVER, min_interval=1.0)
+    assert not second.merged and second.snapshot.interval_s == pytest.approx(2.0)
+    assert second.snapshot.host_power_uw == 60_000_000
+    assert second.snapshot.vms[0].energy_uj == 34_100_000 * 2
+    # Exactly the minimum is long enough.
+    assert next_snapshot(first.carry, reading("t1", E1, 101.0), SERVER, 1.0).snapshot is not None
+
+
 def test_readable_again_measures_over_the_whole_gap():
     first = next_snapshot(None, reading("t0", E0, 100.0), SERVER)
     broken = dict(E1)

@@ -3,6 +3,7 @@ counters follow a power model and whose VMs are real processes burning CPU."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -224,3 +225,24 @@ async def test_the_zones_read_and_skipped_are_logged_once_at_start(tmp_path, cap
     lines = [r.getMessage() for r in caplog.records if "RAPL zones read" in r.getMessage()]
     assert len(lines) == 1, lines
     assert "skipped: intel-rapl-mmio:0 (mmio twin of package-0, read through MSR)" in lines[0]
+
+
+async def test_a_late_sample_is_not_followed_by_a_short_interval(tmp_path):
+    interval = 0.2
+    with SimHypervisor(tmp_path, tick=0.01) as hv:
+        async with running_agent(hv.powercap_root, hv.proc_root, interval=interval) as agent:
+            loop = asyncio.get_running_loop()
+            snaps = await agent.snapshots(1)
+            for _ in range(4):
+                # Block the loop from 0.05 s before the next tick for 0.17 s: that sample
+                # starts 0.12 s late, and the following tick is due 0.08 s after it.
+                loop.call_later(interval - 0.05, time.sleep, 0.17)
+                snaps += await agent.snapshots(3)
+            fams = await agent.metrics()
+    stamps = [value(f, SNAPSHOT_TS) for f in snaps]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert max(gaps) > interval * 1.3, "no sample was late: the test did not test"
+    # Every published interval is at least half the configured one: a short one is skipped
+    # by the schedule or merged into the next, never published on its own.
+    assert min(gaps) >= interval / 2, gaps
+    assert value(fams, "one_cognit_rapl_agent_samples", result="ok") >= len(snaps)
