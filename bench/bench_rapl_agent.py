@@ -55,6 +55,8 @@ class FakeProc:
             ("meminfo", "MemTotal: 263921668 kB\nMemFree: 1234 kB\nMemAvailable: 99999 kB\n"),
         ):
             (root / name).write_text(text)
+        # The machine's own mount table: the disk families cost what they cost on a host.
+        (root / "mounts").symlink_to("/proc/mounts")
         qemu_pids = self.pids[:vms]
         for i, pid in enumerate(self.pids):
             d = root / str(pid)
@@ -287,10 +289,13 @@ def run_server(argv: list[str], port: int, fake: FakeProc, health: str) -> dict:
 
 def time_samples(powercap_root: Path, fake: FakeProc, count: int = 25) -> dict:
     """Time Sampler.sample() (reads + attribution) and the rendering of its snapshot."""
+    from services.rapl_agent.config import DISKS_BY_ID
+    from services.rapl_agent.disks import DiskReader
     from services.rapl_agent.exposition import render
     from services.rapl_agent.sampler import Sampler
 
-    sampler = Sampler(powercap_root, fake.root, 512)
+    disks = DiskReader(fake.root, powercap_root.parent.parent, DISKS_BY_ID)
+    sampler = Sampler(powercap_root, fake.root, 512, disks=disks)
     try:
         started = time.perf_counter()
         sampler.sample()
@@ -307,6 +312,7 @@ def time_samples(powercap_root: Path, fake: FakeProc, count: int = 25) -> dict:
             render(result.snapshot, "0.1.0")
             renders.append((time.perf_counter() - started) * 1000)
         assert result.snapshot is not None and len(result.snapshot.processes) == PROCESSES
+        assert len(result.snapshot.processes.power_uw) == PROCESSES
         assert len(result.snapshot.vms) == VMS
     finally:
         sampler.close()

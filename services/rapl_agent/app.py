@@ -14,10 +14,11 @@ from services.common.errors import Unavailable
 from services.common.periodic import Periodic
 
 from .collectors import AgentCollector
-from .config import RaplConfig
+from .config import DISKS_BY_ID, RaplConfig
+from .disks import DiskReader
 from .exposition import render
 from .power import without_power
-from .procfs import raise_fd_limit
+from .resources import raise_fd_limit, return_large_buffers
 from .sampler import Sampler, SampleResult
 from .state import AgentState, Published
 from .zones import describe
@@ -117,6 +118,7 @@ async def _unpower(app: web.Application, version: str) -> None:
 async def _sampling(app: web.Application) -> AsyncIterator[None]:
     """The sampling task for the app's lifetime; the held /proc files closed after it."""
     raise_fd_limit()
+    return_large_buffers()
     async with app[SAMPLING]:
         yield
     await asyncio.to_thread(app[SAMPLER].close)
@@ -158,7 +160,11 @@ def create_app(config: RaplConfig) -> web.Application:
     app[CONFIG] = config
     state = app[STATE] = AgentState()
     sampler = app[SAMPLER] = Sampler(
-        config.powercap_root, config.proc_root, config.max_cmdline, min_interval=config.interval / 2
+        config.powercap_root,
+        config.proc_root,
+        config.max_cmdline,
+        min_interval=config.interval / 2,
+        disks=DiskReader(config.proc_root, config.sys_root, DISKS_BY_ID),
     )
     sampling = app[SAMPLING] = _sampling_task(app, sampler)
     app[PRODUCT_METRICS] = lambda: _product_text(state)

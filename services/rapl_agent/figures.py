@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from services.common.vm_identity import VmIdentity
 
+from .disks import Disk
 from .procstat import PidStat, SystemStat
 
 
@@ -23,7 +24,7 @@ class ProcInfo:
     comm: str
     cmdline: str  # argv joined with no separator, cut at --max-cmdline (Scaphandre's label)
     vm: VmIdentity | None
-    labels: str  # the rendered `{cmdline=...,exe=...,pid=...}` block of its metric lines
+    labels: bytes  # the rendered `{cmdline=...,exe=...,pid=...}` block of its metric lines
     helper_of: int | None = None  # the QEMU pid a helper thread works for (vhost-<pid>...)
 
 
@@ -51,6 +52,33 @@ class Reading:
     memory: Mapping[str, int] | None = None
     own: OwnUsage | None = None
     cpus: int = 1
+    disks: tuple[Disk, ...] | None = None
+    page_size: int = 4096
+
+
+@dataclass(frozen=True)
+class Processes:
+    """Every process of a snapshot: what it is, its memory, and its power and CPU when known."""
+
+    infos: Mapping[int, ProcInfo]
+    stats: Mapping[int, PidStat]  # vsize and rss (pages) of the same sample
+    power_uw: Mapping[int, int]  # by pid; empty while power is unknown
+    cpu_jiffies: Mapping[int, int]  # burned over the interval; empty before a baseline
+    cpu_capacity: int = 0  # jiffies every CPU had over the same interval
+    page_size: int = 4096
+
+    def __len__(self) -> int:
+        return len(self.infos)
+
+    def cpu_percent(self, pid: int) -> float | None:
+        """A process's CPU time as a percentage of every CPU's (Scaphandre's, at most 100)."""
+        jiffies = self.cpu_jiffies.get(pid)
+        if jiffies is None or self.cpu_capacity <= 0:
+            return None
+        return min(100.0, jiffies * 100 / self.cpu_capacity)
+
+
+NO_PROCESSES = Processes({}, {}, {}, {})
 
 
 @dataclass(frozen=True)
@@ -96,14 +124,19 @@ class Snapshot:
     host_energy_uj: int
     sockets: tuple[SocketFigures, ...]
     domains: tuple[DomainFigures, ...]
-    processes: tuple[tuple[ProcInfo, int], ...]  # (process, power_uw) when power is known
+    processes: Processes
     vms: tuple[VmFigures, ...]
-    process_count: int
     system: SystemStat | None
     load: tuple[float, float, float] | None
     memory: Mapping[str, int] | None
     own: OwnUsage | None
     own_cpu_percent: float | None
+    disks: tuple[Disk, ...] | None = None
+
+    @property
+    def process_count(self) -> int:
+        """Processes seen in the sample."""
+        return len(self.processes)
 
     @property
     def records(self) -> int:

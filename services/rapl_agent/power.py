@@ -5,7 +5,8 @@ figures the agent serves, in the order they depend on each other:
 
 1. `zone_counters`: each zone's wrap-corrected energy and its power since its last reading;
 2. `host_figures`, `socket_figures`, `domain_figures`: what the zones add up to;
-3. `process_power`: the host's power split over processes by CPU time (`attribution.split`);
+3. `cpu_time`, `process_power`: the CPU each process burned and the host's power split by it
+   (`attribution.split`);
 4. `vm_figures`: each VM's power (its processes summed) and energy (integrated);
 5. `self_cpu_percent`: the agent's own CPU use.
 
@@ -24,7 +25,15 @@ from dataclasses import dataclass, replace
 
 from .attribution import aggregate, jiffy_deltas, split
 from .counters import counter_delta_uj, power_uw
-from .figures import DomainFigures, Reading, Snapshot, SocketFigures, VmFigures
+from .figures import (
+    NO_PROCESSES,
+    DomainFigures,
+    Processes,
+    Reading,
+    Snapshot,
+    SocketFigures,
+    VmFigures,
+)
 from .vms import group_vms
 from .zones import Topology
 
@@ -138,20 +147,45 @@ def domain_figures(
     )
 
 
-def process_power(
-    host_power: int | None, previous: Reading | None, reading: Reading
-) -> dict[int, int] | None:
-    """The host's power split over processes by the CPU they burned since `previous`.
+@dataclass(frozen=True)
+class CpuTime:
+    """CPU jiffies over an interval: each process's, the busy ones, and every CPU's capacity."""
 
-    None when it is unknown: no baseline yet, or no host power for the interval.
-    """
-    if host_power is None or previous is None or previous.system is None:
+    deltas: Mapping[int, int]
+    busy: int
+    total: int
+
+
+def cpu_time(previous: Reading | None, reading: Reading) -> CpuTime | None:
+    """The CPU each process burned since `previous`; None without a baseline or /proc."""
+    if previous is None or previous.system is None or reading.system is None:
         return None
-    if reading.system is None:
+    return CpuTime(
+        jiffy_deltas(previous.stats, reading.stats, previous.uptime_ticks),
+        max(0, reading.system.busy_jiffies - previous.system.busy_jiffies),
+        max(0, reading.system.total_jiffies - previous.system.total_jiffies),
+    )
+
+
+def process_power(host_power: int | None, cpu: CpuTime | None) -> dict[int, int] | None:
+    """The host's power split over processes by the CPU they burned; None when unknown."""
+    if host_power is None or cpu is None:
         return None
-    busy = max(0, reading.system.busy_jiffies - previous.system.busy_jiffies)
-    deltas = jiffy_deltas(previous.stats, reading.stats, previous.uptime_ticks)
-    return split(host_power, deltas, busy)
+    return split(host_power, cpu.deltas, cpu.busy)
+
+
+def process_figures(
+    reading: Reading, power: Mapping[int, int] | None, cpu: CpuTime | None
+) -> Processes:
+    """The processes of `reading` with their power and CPU share when known."""
+    return Processes(
+        reading.infos,
+        reading.stats,
+        {} if power is None else power,
+        {} if cpu is None else cpu.deltas,
+        0 if cpu is None else cpu.total,
+        reading.page_size,
+    )
 
 
 def vm_figures(
@@ -207,7 +241,7 @@ def without_power(snapshot: Snapshot) -> Snapshot:
         host_power_uw=None,
         sockets=tuple(replace(s, power_uw=None) for s in snapshot.sockets),
         domains=tuple(replace(d, power_uw=None) for d in snapshot.domains),
-        processes=(),
+        processes=replace(snapshot.processes, power_uw={}),
         vms=tuple(replace(v, power_uw=None) for v in snapshot.vms),
     )
 
@@ -222,6 +256,10 @@ def frozen_snapshot(carry: Carry, reading: Reading, topology: Topology) -> Snaps
     _, host_energy = host_figures(topology, zones)
     procs = reading if reading.system is not None else carry.reading
     vms, _ = vm_figures(procs, None, carry.vm_energy, None)
+    # CPU is known when /proc reads: over the time since the last good sample.
+    table = NO_PROCESSES
+    if reading.system is not None:
+        table = process_figures(reading, None, cpu_time(carry.reading, reading))
     return Snapshot(
         timestamp=reading.wall,
         interval_s=None,
@@ -230,14 +268,14 @@ def frozen_snapshot(carry: Carry, reading: Reading, topology: Topology) -> Snaps
         host_energy_uj=host_energy,
         sockets=socket_figures(topology, zones),
         domains=domain_figures(topology, zones),
-        processes=(),
+        processes=table,
         vms=vms,
-        process_count=len(procs.stats),
         system=reading.system,
         load=reading.load,
         memory=reading.memory,
         own=reading.own,
         own_cpu_percent=self_cpu_percent(carry.reading, reading),
+        disks=reading.disks,
     )
 
 
@@ -263,12 +301,9 @@ def next_snapshot(
     host_power, host_energy = host_figures(topology, zones)
     previous = carry.reading if carry else None
     interval = None if previous is None else reading.mono - previous.mono
-    proc_power = process_power(host_power, previous, reading)
+    cpu = cpu_time(previous, reading)
+    proc_power = process_power(host_power, cpu)
     vms, vm_energy = vm_figures(reading, proc_power, carry.vm_energy if carry else {}, interval)
-    processes: tuple = ()
-    if proc_power is not None:
-        infos = reading.infos
-        processes = tuple((infos[pid], uw) for pid, uw in proc_power.items() if pid in infos)
     snapshot = Snapshot(
         timestamp=reading.wall,
         interval_s=interval,
@@ -277,13 +312,13 @@ def next_snapshot(
         host_energy_uj=host_energy,
         sockets=socket_figures(topology, zones),
         domains=domain_figures(topology, zones),
-        processes=processes,
+        processes=process_figures(reading, proc_power, cpu),
         vms=vms,
-        process_count=len(reading.stats),
         system=reading.system,
         load=reading.load,
         memory=reading.memory,
         own=reading.own,
         own_cpu_percent=self_cpu_percent(previous, reading),
+        disks=reading.disks,
     )
     return Step(Carry(zones, reading, vm_energy), snapshot, tuple(notes))

@@ -39,20 +39,6 @@ class ProcError(Exception):
     """A system-wide /proc file (stat, uptime) is unreadable or malformed."""
 
 
-def raise_fd_limit() -> int:
-    """Raise the soft open-files limit to the hard one; returns the limit in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = max(soft, 1 << 20)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    return soft
-
-
 def _read_file(path: str, limit: int = 1 << 20) -> bytes:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .disks import DiskReader
 from .figures import OwnUsage, Reading, Snapshot
 from .power import Carry, next_snapshot
 from .powercap import discover, read_counters
@@ -46,11 +47,17 @@ class Sampler:
     """Holds what a sample needs from the previous one; `sample()` is called on a timer."""
 
     def __init__(
-        self, powercap_root: Path, proc_root: Path, max_cmdline: int, min_interval: float = 0.0
+        self,
+        powercap_root: Path,
+        proc_root: Path,
+        max_cmdline: int,
+        min_interval: float = 0.0,
+        disks: DiskReader | None = None,
     ) -> None:
         self.powercap_root = powercap_root
         self.min_interval = min_interval  # shorter intervals are merged into the next
         self.procs = ProcReader(proc_root, max_cmdline)
+        self.disks = disks
         self.topology: Topology | None = None
         self.carry: Carry | None = None
         # A sample still running in its thread when the app stops must finish before close().
@@ -99,6 +106,8 @@ class Sampler:
             memory=self.procs.read_memory(),
             own=own_usage(),
             cpus=os.cpu_count() or 1,
+            disks=self.disks.read() if self.disks is not None else None,
+            page_size=_PAGE,
         )
         step = next_snapshot(self.carry, reading, topology, self.min_interval)
         self.carry = step.carry

@@ -26,7 +26,7 @@ from .power_model import Zone, layout, zone_watts
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Files a /proc view links to; the agent reads them as on a real host.
-PROC_FILES = ("stat", "loadavg", "uptime", "cpuinfo", "meminfo")
+PROC_FILES = ("stat", "loadavg", "uptime", "cpuinfo", "meminfo", "mounts")
 DEVICES = Path("sys/devices/virtual/powercap")
 CLASS = Path("sys/class/powercap")
 BREAKAGES = ("garbage", "denied", "missing", "empty")

@@ -181,17 +181,20 @@ def model_tolerance(snaps: Sequence[Families], hv: SimHypervisor) -> float:
 
     A run of consecutive intervals telescopes: only how far the counters lagged the model at
     the run's two ends is error (the ticker thread ticks every few ms, late when the machine is
-    loaded). That lag is measured by the simulator, around the moment of each end's reading.
+    loaded). That lag is measured by the simulator, around the moment of each end's reading;
+    the agent's sampler thread may also wait for the GIL between reading the counters and
+    stamping the sample (two switch intervals allowed).
     """
     offset = time.time() - time.monotonic()
+    stall = 2 * sys.getswitchinterval()
 
     def lag(fams: Families) -> float:
         read = value(fams, SNAPSHOT_TS) - offset  # counters are read just before the stamp
-        return hv.max_counter_lag(read - 0.02, read + 0.002)
+        return hv.max_counter_lag(read - 0.05, read + 0.002)
 
     error = span = 0.0
     for run in _runs(snaps):
-        error += max(lag(run[0]), lag(run[-1]))
+        error += max(lag(run[0]), lag(run[-1])) + stall
         span += value(run[-1], SNAPSHOT_TS) - value(run[0], SNAPSHOT_TS)
     assert span > 0, "no consecutive snapshots"
     return 0.005 + error / span
@@ -214,7 +217,7 @@ def assert_each_interval_follows_the_model(
 
 
 async def model_snapshots(
-    agent: InProcessAgent, hv: SimHypervisor, *, precision: float = 0.03, timeout: float = 20.0
+    agent: InProcessAgent, hv: SimHypervisor, *, precision: float = 0.04, timeout: float = 20.0
 ) -> tuple[list[Families], float]:
     """Snapshots until the counter lag allows `precision`; with the tolerance they allow."""
     snaps = await agent.snapshots(10)

@@ -108,7 +108,7 @@ def test_first_sample_has_energy_but_no_power():
     snap = first.snapshot
     assert snap.host_power_uw is None
     assert snap.host_energy_uj == sum(E0.values())
-    assert snap.processes == ()
+    assert snap.processes.power_uw == {}
     assert all(s.power_uw is None for s in snap.sockets)
     assert [(v.name, v.power_uw, v.energy_uj) for v in snap.vms] == [
         ("one-42", None, 0),
@@ -132,7 +132,7 @@ def test_second_sample_host_sockets_domains():
 
 def test_process_power_follows_jiffy_shares():
     _, second = two_samples()
-    power = {info.pid: uw for info, uw in second.snapshot.processes}
+    power = dict(second.snapshot.processes.power_uw)
     # Busy jiffies over the interval: 13900 - 13300 = 600; host 60 W -> 100 mW per jiffy.
     assert power[1] == 1_000_000
     assert power[2101] == 30_000_000
@@ -154,8 +154,8 @@ def test_vm_power_is_qemu_plus_helpers_and_energy_integrates():
     assert vms["one-42"].one_vm_id == 42
     assert vms["one-7"].power_uw == 10_000_000 + 1_000_000
     assert vms["win10"].power_uw == 0 and vms["win10"].one_vm_id is None
-    processes = {info.pid: info for info, _ in second.snapshot.processes}
-    assert processes[2101].labels.endswith(',vmname="one-42"}')
+    processes = second.snapshot.processes.infos
+    assert processes[2101].labels.endswith(b',vmname="one-42"}')
 
 
 def test_wraparound_gives_no_spike():
@@ -176,7 +176,7 @@ def test_counter_reset_gives_no_power_for_that_interval_not_a_spike():
     _, second = two_samples(E0, e1)
     snap = second.snapshot
     assert snap.host_power_uw is None
-    assert snap.processes == ()
+    assert snap.processes.power_uw == {}
     assert all(v.power_uw is None for v in snap.vms)
     assert "intel-rapl:0: counter went from 1000000 to 10" in second.notes[0]
 
@@ -203,7 +203,7 @@ def test_unreadable_host_counter_serves_no_power_and_the_last_energies():
     # Power is unknown, not the last value: none anywhere, and the interval is not a new one.
     assert gap.frozen and gap.carry is second.carry
     assert snap.timestamp == 1_700_000_103.0
-    assert snap.host_power_uw is None and snap.processes == () and snap.interval_s is None
+    assert snap.host_power_uw is None and snap.processes.power_uw == {} and snap.interval_s is None
     assert [(s.socket_id, s.power_uw, s.energy_uj) for s in snap.sockets] == [
         (s.socket_id, None, s.energy_uj) for s in last.sockets
     ]
@@ -246,6 +246,17 @@ def test_readable_again_measures_over_the_whole_gap():
     assert not later.frozen
 
 
+def test_while_power_is_unknown_process_cpu_and_memory_are_still_served():
+    first, _ = two_samples()
+    broken = dict(E1)
+    del broken["intel-rapl:0"]
+    gap = next_snapshot(first.carry, reading("t1", broken, 102.0), SERVER)
+    table = gap.snapshot.processes
+    assert table.power_uw == {}
+    assert table.stats[2101].rss == 2345 and len(table) == 12
+    assert table.cpu_percent(2101) == pytest.approx(300 / 920 * 100)
+
+
 def test_unreadable_proc_serves_no_power_and_the_last_vms():
     _, second = two_samples()
     blind = Reading(
@@ -275,7 +286,7 @@ def test_nothing_is_served_before_a_good_sample():
 def test_without_power_keeps_every_energy():
     _, second = two_samples()
     bare = without_power(second.snapshot)
-    assert bare.host_power_uw is None and bare.processes == () and bare.interval_s is None
+    assert bare.host_power_uw is None and bare.processes.power_uw == {} and bare.interval_s is None
     assert all(s.power_uw is None for s in bare.sockets)
     assert all(v.power_uw is None for v in bare.vms)
     assert bare.host_energy_uj == second.snapshot.host_energy_uj
@@ -300,7 +311,7 @@ def test_processes_claiming_more_than_busy_are_clamped():
     # Pretend /proc/stat moved by only 100 busy jiffies (read earlier than the pid files).
     skewed = r1.system._replace(busy_jiffies=first.carry.reading.system.busy_jiffies + 100)
     second = next_snapshot(first.carry, Reading(**{**r1.__dict__, "system": skewed}), SERVER)
-    total = sum(uw for _, uw in second.snapshot.processes)
+    total = sum(second.snapshot.processes.power_uw.values())
     assert total <= second.snapshot.host_power_uw
     assert total >= second.snapshot.host_power_uw * 0.99
 

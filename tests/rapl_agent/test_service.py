@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -246,3 +248,48 @@ async def test_a_late_sample_is_not_followed_by_a_short_interval(tmp_path):
     # by the schedule or merged into the next, never published on its own.
     assert min(gaps) >= interval / 2, gaps
     assert value(fams, "one_cognit_rapl_agent_samples", result="ok") >= len(snaps)
+
+
+async def test_process_cpu_memory_and_disks_come_with_the_same_sample(host):
+    hv, big, small = host
+
+    def by_pid(name):
+        return {int(s.labels["pid"]): s.value for s in fams[name]}
+
+    async with running_agent(hv.powercap_root, hv.proc_root, interval=0.3) as agent:
+        for _ in range(20):
+            (fams,) = await agent.snapshots(1)
+            # On a loaded machine a burner can miss a whole interval: take one where both ran.
+            if min(process_power(fams)[p] for p in (big.pid, small.pid)) > 0:
+                break
+
+    power = process_power(fams)
+    cpu = by_pid("scaph_process_cpu_usage_percentage")
+    memory = by_pid("scaph_process_memory_bytes")
+    virtual = by_pid("scaph_process_memory_virtual_bytes")
+    assert set(cpu) == set(memory) == set(virtual) == set(power) == {*big.pids, *small.pids}
+    # Power and CPU share come from the same jiffies: the same proportions between processes.
+    assert cpu[big.pid] > 0 and cpu[small.pid] > 0
+    ratio = cpu[big.pid] / cpu[small.pid]
+    assert power[big.pid] / power[small.pid] == pytest.approx(ratio, rel=0.01)
+    # A share of every CPU of the machine: the big VM burns at most 0.6 of one (0.7 with its
+    # helpers), less on a loaded machine (the formula is checked on stored /proc files).
+    assert cpu[big.pid] <= 70 / os.cpu_count() * 1.2
+    assert sum(cpu.values()) <= 100
+    for pid in big.pids:
+        rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        assert memory[pid] == pytest.approx(rss_pages * os.sysconf("SC_PAGE_SIZE"), rel=0.2)
+        assert virtual[pid] >= memory[pid] > 0
+    # Disks: the machine's own mount table, sizes from statvfs.
+    disks = fams["scaph_host_disk_total_bytes"]
+    assert disks, "no disk listed"
+    for sample in disks:
+        assert set(sample.labels) == {
+            "disk_file_system",
+            "disk_is_removable",
+            "disk_mount_point",
+            "disk_name",
+            "disk_type",
+        }
+        st = os.statvfs(sample.labels["disk_mount_point"])
+        assert sample.value == st.f_frsize * st.f_blocks

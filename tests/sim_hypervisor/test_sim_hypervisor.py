@@ -153,7 +153,7 @@ def test_burners_look_like_qemu_in_the_proc_view(hv):
         assert (proc / str(pid) / "cmdline").read_bytes().strip(b"\0") == b""
     listed = {p.name for p in proc.iterdir()}
     assert {str(p) for p in qp.pids} <= listed
-    assert {"stat", "loadavg", "uptime", "cpuinfo", "meminfo"} <= listed
+    assert {"stat", "loadavg", "uptime", "cpuinfo", "meminfo", "mounts"} <= listed
     assert (proc / "stat").read_text().startswith("cpu ")
     assert hv.vms[42] is qp and qp.name == "one-42"
     with pytest.raises(ValueError):
