@@ -85,43 +85,53 @@ def scaphandre_version(version: str) -> float:
     return float(f"{digits[0]}.{digits[1]}{digits[2]}")
 
 
-def _gauge(name: str, doc: str, value: Number) -> str:
-    return family(name, "gauge", doc, [("", value)])
+def _gauges(rows: Iterable[tuple[str, str, Number | None]]) -> Iterator[str]:
+    """One single-sample gauge family per (name, HELP, value) whose value is known."""
+    for name, doc, value in rows:
+        if value is not None:
+            yield family(name, "gauge", doc, [("", value)])
 
 
 def _self_metrics(snap: Snapshot, version: str) -> Iterator[str]:
-    yield _gauge(
-        "scaph_self_version",
-        "Version number of scaphandre represented as a float.",
-        scaphandre_version(version),
-    )
-    if snap.own_cpu_percent is not None:
-        yield _gauge(
-            "scaph_self_cpu_usage_percent",
-            "CPU time consumed by scaphandre, as Percentage",
-            snap.own_cpu_percent,
+    own = snap.own
+    yield from _gauges(
+        (
+            (
+                "scaph_self_version",
+                "Version number of scaphandre represented as a float.",
+                scaphandre_version(version),
+            ),
+            (
+                "scaph_self_cpu_usage_percent",
+                "CPU time consumed by scaphandre, as Percentage",
+                snap.own_cpu_percent,
+            ),
+            (
+                "scaph_self_memory_virtual_bytes",
+                "Total program size, measured in Bytes.",
+                None if own is None else own.vsize_bytes,
+            ),
+            (
+                "scaph_self_memory_bytes",
+                "Resident set size, measured in bytes.",
+                None if own is None else own.rss_bytes,
+            ),
+            (
+                "scaph_self_topo_stats_nb",
+                "Number of CPUStat traces stored for the host.",
+                snap.records,
+            ),
+            (
+                "scaph_self_topo_records_nb",
+                "Number of energy consumption Records stored for the host.",
+                snap.records,
+            ),
+            (
+                "scaph_self_topo_procs_nb",
+                "Number of processes monitored for the host.",
+                snap.process_count,
+            ),
         )
-    if snap.own is not None:
-        yield _gauge(
-            "scaph_self_memory_virtual_bytes",
-            "Total program size, measured in Bytes.",
-            snap.own.vsize_bytes,
-        )
-        yield _gauge(
-            "scaph_self_memory_bytes", "Resident set size, measured in bytes.", snap.own.rss_bytes
-        )
-    yield _gauge(
-        "scaph_self_topo_stats_nb", "Number of CPUStat traces stored for the host.", snap.records
-    )
-    yield _gauge(
-        "scaph_self_topo_records_nb",
-        "Number of energy consumption Records stored for the host.",
-        snap.records,
-    )
-    yield _gauge(
-        "scaph_self_topo_procs_nb",
-        "Number of processes monitored for the host.",
-        snap.process_count,
     )
     sockets = [(labels(socket_id=str(s.socket_id)), snap.records) for s in snap.sockets]
     yield family(
@@ -169,12 +179,15 @@ def _host(snap: Snapshot) -> Iterator[str]:
             snap.load,
             strict=True,
         ):
-            yield _gauge(f"scaph_host_load_avg_{suffix}", f"Load average on {period}.", value)
+            yield family(
+                f"scaph_host_load_avg_{suffix}",
+                "gauge",
+                f"Load average on {period}.",
+                [("", value)],
+            )
     yield from _disks(snap)
     memory = snap.memory or {}
-    for name, field, doc in _MEMORY:
-        if field in memory:
-            yield _gauge(name, doc, memory[field])
+    yield from _gauges((name, doc, memory.get(field)) for name, field, doc in _MEMORY)
 
 
 def _disks(snap: Snapshot) -> Iterator[str]:
@@ -264,18 +277,20 @@ def _system(snap: Snapshot) -> Iterator[str]:
             "(number of processes to have existed so far).",
             [("", system.forks)],
         )
-    if system.procs_running is not None:
-        yield _gauge(
-            "scaph_processes_running_current",
-            "Number of processes currently running.",
-            system.procs_running,
+    yield from _gauges(
+        (
+            (
+                "scaph_processes_running_current",
+                "Number of processes currently running.",
+                system.procs_running,
+            ),
+            (
+                "scaph_processes_blocked_current",
+                "Number of processes currently blocked waiting for I/O.",
+                system.procs_blocked,
+            ),
         )
-    if system.procs_blocked is not None:
-        yield _gauge(
-            "scaph_processes_blocked_current",
-            "Number of processes currently blocked waiting for I/O.",
-            system.procs_blocked,
-        )
+    )
     if system.context_switches is not None:
         yield family(
             "scaph_context_switches_total",

@@ -13,9 +13,9 @@ figures the agent serves, in the order they depend on each other:
 `Carry` is what one sample hands to the next. A sample that comes less than `min_interval`
 after the last one it would measure from (a late sample followed by one on schedule) is not
 published: it is merged into the next, whose interval covers both. While a host counter or
-/proc cannot be read,
-power is unknown: `frozen_snapshot` serves the energies as last read and no power at all, and
-the carry stays as it was, so the next good sample measures over the whole gap.
+/proc cannot be read, power is unknown: `frozen_snapshot` serves the energies as last read and
+no power at all, and the carry stays as it was, so the next good sample measures over the
+whole gap.
 """
 
 from __future__ import annotations
@@ -246,26 +246,23 @@ def without_power(snapshot: Snapshot) -> Snapshot:
     )
 
 
-def frozen_snapshot(carry: Carry, reading: Reading, topology: Topology) -> Snapshot:
-    """Power unknown (host counters or /proc unreadable): energies as last read, no power.
-
-    The other figures are today's when /proc reads; the VMs are those of the last good
-    reading when it does not (unknown is not gone).
-    """
-    zones = {key: replace(z, power_uw=None) for key, z in carry.zones.items()}
-    _, host_energy = host_figures(topology, zones)
-    procs = reading if reading.system is not None else carry.reading
-    vms, _ = vm_figures(procs, None, carry.vm_energy, None)
-    # CPU is known when /proc reads: over the time since the last good sample.
-    table = NO_PROCESSES
-    if reading.system is not None:
-        table = process_figures(reading, None, cpu_time(carry.reading, reading))
+def _assemble(
+    reading: Reading,
+    topology: Topology,
+    zones: Mapping[str, ZoneCounter],
+    host_power: int | None,
+    interval: float | None,
+    table: Processes,
+    vms: tuple[VmFigures, ...],
+    baseline: Reading | None,
+) -> Snapshot:
+    """The snapshot of `reading` from its levels."""
     return Snapshot(
         timestamp=reading.wall,
-        interval_s=None,
+        interval_s=interval,
         source=topology.source,
-        host_power_uw=None,
-        host_energy_uj=host_energy,
+        host_power_uw=host_power,
+        host_energy_uj=host_figures(topology, zones)[1],
         sockets=socket_figures(topology, zones),
         domains=domain_figures(topology, zones),
         processes=table,
@@ -274,9 +271,24 @@ def frozen_snapshot(carry: Carry, reading: Reading, topology: Topology) -> Snaps
         load=reading.load,
         memory=reading.memory,
         own=reading.own,
-        own_cpu_percent=self_cpu_percent(carry.reading, reading),
+        own_cpu_percent=self_cpu_percent(baseline, reading),
         disks=reading.disks,
     )
+
+
+def frozen_snapshot(carry: Carry, reading: Reading, topology: Topology) -> Snapshot:
+    """Power unknown (host counters or /proc unreadable): energies as last read, no power.
+
+    The other figures are current when /proc reads (CPU over the time since the last good
+    sample); the VMs are those of the last good reading when it does not (unknown is not gone).
+    """
+    zones = {key: replace(z, power_uw=None) for key, z in carry.zones.items()}
+    procs = reading if reading.system is not None else carry.reading
+    vms, _ = vm_figures(procs, None, carry.vm_energy, None)
+    table = NO_PROCESSES
+    if reading.system is not None:
+        table = process_figures(reading, None, cpu_time(carry.reading, reading))
+    return _assemble(reading, topology, zones, None, None, table, vms, carry.reading)
 
 
 def next_snapshot(
@@ -298,27 +310,12 @@ def next_snapshot(
     zones, notes = zone_counters(
         carry.zones if carry else {}, reading.energy, topology, reading.mono
     )
-    host_power, host_energy = host_figures(topology, zones)
+    host_power, _ = host_figures(topology, zones)
     previous = carry.reading if carry else None
     interval = None if previous is None else reading.mono - previous.mono
     cpu = cpu_time(previous, reading)
     proc_power = process_power(host_power, cpu)
     vms, vm_energy = vm_figures(reading, proc_power, carry.vm_energy if carry else {}, interval)
-    snapshot = Snapshot(
-        timestamp=reading.wall,
-        interval_s=interval,
-        source=topology.source,
-        host_power_uw=host_power,
-        host_energy_uj=host_energy,
-        sockets=socket_figures(topology, zones),
-        domains=domain_figures(topology, zones),
-        processes=process_figures(reading, proc_power, cpu),
-        vms=vms,
-        system=reading.system,
-        load=reading.load,
-        memory=reading.memory,
-        own=reading.own,
-        own_cpu_percent=self_cpu_percent(previous, reading),
-        disks=reading.disks,
-    )
+    table = process_figures(reading, proc_power, cpu)
+    snapshot = _assemble(reading, topology, zones, host_power, interval, table, vms, previous)
     return Step(Carry(zones, reading, vm_energy), snapshot, tuple(notes))
