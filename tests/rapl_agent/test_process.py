@@ -2,31 +2,39 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from services.rapl_agent.__main__ import main
 from sim.hypervisor import SimHypervisor
 from testkit import VENV_BIN, free_port, run
+from tests.rapl_agent.live import Agent, agent_argv
 
 
 def test_agents_per_simulated_host_on_their_own_loopback_address_stop_on_sigterm(
-    tmp_path, start_agent
+    tmp_path, start_service
 ):
     port = free_port()
     with (
         SimHypervisor(tmp_path / "a", name="a") as a,
         SimHypervisor(tmp_path / "b", name="b") as b,
     ):
-        a.start_vm(11, cpu_fraction=0.1)
-        b.start_vm(12, cpu_fraction=0.1)
-        b.start_vm(13, cpu_fraction=0.1)
-        agent_a = start_agent(a.powercap_root, a.proc_root, host="127.0.1.1", port=port)
-        agent_b = start_agent(b.powercap_root, b.proc_root, host="127.0.1.2", port=port)
+        a.start_vm(11, cpu_fraction=0.1, helpers=0)
+        b.start_vm(12, cpu_fraction=0.1, helpers=0)
+        b.start_vm(13, cpu_fraction=0.1, helpers=0)
+        # Both processes start at once (start-up is most of this test's time), then are awaited.
+        argv_a, base_a = agent_argv(a.powercap_root, a.proc_root, host="127.0.1.1", port=port)
+        argv_b, base_b = agent_argv(b.powercap_root, b.proc_root, host="127.0.1.2", port=port)
+        services = start_service(argv_a), start_service(argv_b)
+        agent_a, agent_b = Agent(services[0], base_a), Agent(services[1], base_b)
         _, body_a = agent_a.json("/api/v1/vms")
         _, body_b = agent_b.json("/api/v1/vms")
         assert [v["one_vm_id"] for v in body_a["vms"]] == [11]
         assert [v["one_vm_id"] for v in body_b["vms"]] == [12, 13]
-        assert agent_a.service.stop() == 0 and agent_b.service.stop() == 0
+        for service in services:
+            service.proc.send_signal(signal.SIGTERM)
+        assert [service.proc.wait(10) for service in services] == [0, 0]
 
 
 @pytest.mark.parametrize(
