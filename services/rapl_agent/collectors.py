@@ -1,4 +1,8 @@
-"""The agent's own metrics (one_cognit_rapl_agent_*), read from its state; no I/O."""
+"""The agent's own metrics (one_cognit_rapl_agent_*), read from its state; no I/O.
+
+The per-VM energy family changes only with a snapshot and has a sample per VM: it is rendered
+with the snapshot (`exposition.render_vm_energy`), not on every scrape.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from services.common.periodic import Periodic
 
-from .counters import joules
 from .state import AgentState
 
 PREFIX = "one_cognit_rapl_agent"
@@ -56,12 +59,3 @@ class AgentCollector:
         yield GaugeMetricFamily(
             f"{PREFIX}_processes", "Processes seen in the snapshot", value=snap.process_count
         )
-        energy = CounterMetricFamily(
-            f"{PREFIX}_vm_energy_joules",
-            "Energy attributed to each VM (QEMU and its helper threads) since the agent saw it",
-            labels=["vmname", "one_vm_id"],
-        )
-        for vm in snap.vms:
-            vm_id = "" if vm.one_vm_id is None else str(vm.one_vm_id)
-            energy.add_metric([vm.name, vm_id], joules(vm.energy_uj))
-        yield energy

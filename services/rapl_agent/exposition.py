@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 
 from services.common.textformat import Number, escape_label, header, number
 
+from .counters import joules
 from .figures import Snapshot
 
 PROCESS_POWER = "scaph_process_power_consumption_microwatts"
@@ -342,6 +343,20 @@ def render_processes(snapshot: Snapshot) -> bytes:
     return out.getvalue()
 
 
+def render_vm_energy(snapshot: Snapshot) -> str:
+    """The agent's per-VM energy counter, in joules (one sample per VM, rendered per snapshot)."""
+    name = "one_cognit_rapl_agent_vm_energy_joules_total"
+    rows = [
+        (
+            labels(vmname=vm.name, one_vm_id="" if vm.one_vm_id is None else str(vm.one_vm_id)),
+            joules(vm.energy_uj),
+        )
+        for vm in snapshot.vms
+    ]
+    doc = "Energy attributed to each VM (QEMU and its helper threads) since the agent saw it"
+    return family(name, "counter", doc, rows)
+
+
 def render(snapshot: Snapshot, version: str) -> bytes:
     """The whole scaph_* text for one snapshot."""
     parts = [*_self_metrics(snapshot, version), *_host(snapshot), *_sockets(snapshot)]
@@ -349,4 +364,5 @@ def render(snapshot: Snapshot, version: str) -> bytes:
     out = io.BytesIO()
     out.write("".join(parts).encode("utf-8"))
     write_processes(out, snapshot)
+    out.write(render_vm_energy(snapshot).encode("utf-8"))
     return out.getvalue()

@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -22,7 +22,7 @@ from services.rapl_agent.exposition import (
 from tests.rapl_agent.test_attribution import two_samples
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "rapl"
-# Families whose values are whole numbers of micro-units, bytes or things.
+# Scaphandre's families whose values are whole numbers of micro-units, bytes or things.
 WHOLE = re.compile(r"_(microwatts|microjoules|bytes|total|nb|current)$")
 
 
@@ -144,7 +144,7 @@ def test_micro_units_bytes_and_counts_print_as_integers():
     first, second = two_samples()
     for snap in (first.snapshot, second.snapshot):
         text = render(snap, "0.1.0").decode()
-        whole = [line for line in text.splitlines() if line and not line.startswith("#")]
+        whole = [line for line in text.splitlines() if line.startswith("scaph_")]
         whole = [line for line in whole if WHOLE.search(re.split(r"[{ ]", line, maxsplit=1)[0])]
         assert len(whole) > 20
         for line in whole:
@@ -219,3 +219,32 @@ def test_disk_families_with_scaphandres_labels():
     assert [s.value for s in total.samples] == [10_737_418_240, 8_000_000_000]
     assert [s.value for s in available.samples] == [4_294_967_296, 7]
     assert 'disk_type="SSD"} 10737418240\n' in text
+
+
+def test_vm_energy_counter_in_joules_as_prometheus_client_renders_it():
+    _, second = two_samples()
+    reference = CounterMetricFamily(
+        "one_cognit_rapl_agent_vm_energy_joules",
+        "Energy attributed to each VM (QEMU and its helper threads) since the agent saw it",
+        labels=["vmname", "one_vm_id"],
+    )
+    for vm in second.snapshot.vms:
+        vm_id = "" if vm.one_vm_id is None else str(vm.one_vm_id)
+        reference.add_metric([vm.name, vm_id], vm.energy_uj / 1e6)
+
+    class One:
+        def collect(self):
+            yield reference
+
+    ours = families(render(second.snapshot, "0.1.0"))["one_cognit_rapl_agent_vm_energy_joules"]
+    theirs = families(generate_latest(One()))["one_cognit_rapl_agent_vm_energy_joules"]
+    assert (
+        (ours.type, ours.documentation)
+        == (theirs.type, theirs.documentation)
+        == (
+            "counter",
+            reference.documentation,
+        )
+    )
+    assert ours.samples == theirs.samples
+    assert {s.labels["vmname"]: s.value for s in ours.samples}["one-42"] == 68.2
