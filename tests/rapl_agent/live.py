@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.rapl_agent.app import create_app
 from services.rapl_agent.config import RaplConfig
 from sim.hypervisor import SimHypervisor
 from testkit import Service, free_port, http
+from testkit.server import app_client
 
 SNAPSHOT_TS = "one_cognit_rapl_agent_snapshot_timestamp_seconds"
 SAMPLES = "one_cognit_rapl_agent_samples"
@@ -139,7 +140,7 @@ async def running_agent(
         max_cmdline=max_cmdline,
     )
     app = create_app(config)
-    async with TestClient(TestServer(app)) as client:
+    async with app_client(app) as client:
         yield InProcessAgent(app, client)
 
 
