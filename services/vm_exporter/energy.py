@@ -11,7 +11,11 @@ is the sum of the deltas it saw, per source (host, kind), so neither resets nor 
   exporter just started, or its host was down until now) the value may predate the exporter:
   it only sets the baseline;
 - Scaphandre gives power only: the energy is power integrated over time (trapezoids), never
-  across a gap longer than `max_gap_s` (the power in between is unknown).
+  across a gap longer than `max_gap_s` (the power in between is unknown);
+- an increase no machine could draw (more than `MAX_POWER_UW` over the time since the VM was
+  last known, plus `SLACK_S` for the agents' own sampling) is not energy: it is not added, the
+  counter only sets the next baseline. With every reading bounded where it enters, no sum here
+  can overflow.
 Everything is in integer microjoules and microwatts; joules only at exposition.
 """
 
@@ -23,9 +27,12 @@ from collections.abc import Iterable, Mapping
 from services.common.oned import Vm
 
 from .join import Attribution
+from .readings import MAX_POWER_UW
 
 # Sources remembered per VM (a VM that comes back to a host finds its old counter there).
 MAX_MARKS = 8
+# An agent's counter is read at its own sampling times, not at the refresh's.
+SLACK_S = 60.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,6 +51,7 @@ class VmEnergy:
 
     total_uj: int = 0
     marks: tuple[tuple[tuple[int, str], Mark], ...] = ()
+    known_at: float | None = None  # the last refresh at which the VM's power was known
 
     def joules(self) -> float:
         return self.total_uj / 1_000_000
@@ -100,9 +108,11 @@ def advance(
         state = prev if prev is not None else VmEnergy()
         reading, source = attribution.reading, attribution.source
         if reading is None or source is None:
-            out[vm.id] = state  # known to draw nothing this time
+            out[vm.id] = dataclasses.replace(state, known_at=now)  # known to draw nothing
             continue
         cur = Mark(now, reading.energy_uj, reading.power_uw, reading.pid)
         added = _delta(state.mark(source), cur, prev is not None, max_gap_s)
-        out[vm.id] = VmEnergy(state.total_uj + added, _remember(state.marks, source, cur))
+        if state.known_at is not None and added > MAX_POWER_UW * (now - state.known_at + SLACK_S):
+            added = 0  # no VM draws that: the counter is only the next baseline
+        out[vm.id] = VmEnergy(state.total_uj + added, _remember(state.marks, source, cur), now)
     return out

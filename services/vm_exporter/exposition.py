@@ -13,6 +13,7 @@ seed collector (SPEC section 6); the power and energy families are ours.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Iterator
 
 from services.common.oned import Host, Vm
@@ -141,13 +142,20 @@ VM_TOTAL_HELP = "Total number of VMs defined in OpenNebula"
 HOST_TOTAL_HELP = "Total number of hosts defined in OpenNebula"
 
 
+# Prometheus reads a sample value as a float64: an integer past this (oned writes numbers as
+# text, so a template can hold a 400-digit MEMORY) would fail the whole scrape, every series
+# with it. Such a value is left out, as a value that is not a number is.
+_MAX_INT = int(sys.float_info.max)
+
+
 def _series(family: Family, pairs: Iterator[tuple[str, object]]) -> Iterator[str]:
     """`name{labels} value` lines of `(label block, item)` pairs whose value is not None."""
     get, name = family.value, family.name
     for labels, item in pairs:
         value = get(item)
-        if value is not None:
-            yield f"{name}{labels} {number(value)}\n"
+        if value is None or (isinstance(value, int) and not -_MAX_INT <= value <= _MAX_INT):
+            continue
+        yield f"{name}{labels} {number(value)}\n"
 
 
 def _vm_parts(snap: Snapshot) -> Iterator[str]:

@@ -20,7 +20,7 @@ from services.common.errors import OneError
 from services.common.health import Health
 from services.common.oned import Oned, Pool
 
-from .agent_client import AgentError, fetch_host
+from .agent_client import AgentError, Turns, fetch_host
 from .config import MAX_AGENT_REPLY, ExporterConfig
 from .energy import VmEnergy, advance
 from .exposition import render
@@ -62,6 +62,7 @@ class Refresher:
         self._health = health
         self._ledger: Mapping[int, VmEnergy] = {}
         self._host_down: dict[int, str] = {}  # host id -> last reason, for transition logs
+        self._turns = Turns()  # the hosts' replies are parsed one chunk per loop turn
         # Energy is not integrated across gaps longer than this (power in between is unknown).
         self._max_gap = 3 * config.refresh_interval + config.agent_timeout
         health.fail("oned", "no refresh yet")
@@ -212,6 +213,7 @@ class Refresher:
                         self._config.agent_port,
                         timeout=self._config.agent_timeout,
                         limit=MAX_AGENT_REPLY,
+                        turns=self._turns,
                     )
                 except AgentError as exc:
                     failures[target.host_id] = exc

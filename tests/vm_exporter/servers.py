@@ -7,7 +7,6 @@ simulator and real rapl_agent processes.
 
 from __future__ import annotations
 
-import json
 import socket
 import socketserver
 import threading
@@ -54,7 +53,10 @@ class _Threaded:
         self.release = threading.Event()
         self.server = server
         server.daemon_threads = True  # type: ignore[attr-defined]
-        self.thread = threading.Thread(target=server.serve_forever, daemon=True)
+        # A short poll: `close` (server.shutdown) waits for the loop to notice.
+        self.thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.thread.start()
 
     def close(self) -> None:
@@ -71,7 +73,10 @@ class HttpAgent(_Threaded):
         super().__init__(ThreadingHTTPServer((address, port), handler))
 
 
-def send(handler: BaseHTTPRequestHandler, body: bytes, content_type: str) -> None:
+def send(
+    handler: BaseHTTPRequestHandler, body: bytes, content_type: str = "application/json"
+) -> None:
+    """Answer 200 with `body` (Content-Length set)."""
     handler.send_response(200)
     handler.send_header("Content-Type", content_type)
     handler.send_header("Content-Length", str(len(body)))
@@ -80,27 +85,6 @@ def send(handler: BaseHTTPRequestHandler, body: bytes, content_type: str) -> Non
         handler.wfile.write(body)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the exporter hung up on purpose (reply too large)
-
-
-def agent_json(vms: dict[int, tuple[int | None, int]], host_power_uw: int = 50_000_000) -> bytes:
-    """An /api/v1/vms reply in SPEC section 5's shape: {vm id: (power_uw, energy_uj)}."""
-    return json.dumps(
-        {
-            "timestamp": 1718000000.0,
-            "host": {"power_uw": host_power_uw, "energy_uj": 123_000_000},
-            "vms": [
-                {
-                    "name": f"one-{vm_id}",
-                    "one_vm_id": vm_id,
-                    "pid": 10_000 + vm_id,
-                    "helper_pids": [],
-                    "power_uw": power,
-                    "energy_uj": energy,
-                }
-                for vm_id, (power, energy) in sorted(vms.items())
-            ],
-        }
-    ).encode()
 
 
 class HangingServer(_Threaded):

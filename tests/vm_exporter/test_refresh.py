@@ -22,7 +22,8 @@ from services.vm_exporter import refresh
 from services.vm_exporter.config import ExporterConfig
 from services.vm_exporter.refresh import Refresher, StateBox
 from testkit import ROOT, free_port
-from tests.vm_exporter.servers import HttpAgent, agent_json, port_free_on, send
+from testkit.agent_replies import agent_json
+from tests.vm_exporter.servers import HttpAgent, port_free_on, send
 
 FIXTURES = ROOT / "tests" / "fixtures" / "one"
 NET = "127.0.80"
