@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -11,6 +9,7 @@ from aiohttp import web
 
 from services.common.app import HEALTH, PRODUCT_METRICS, REGISTRY, create_base_app
 from services.common.oned import Oned, read_one_auth
+from services.common.periodic import Periodic
 
 from .collectors import ExporterCollector
 from .config import ExporterConfig
@@ -24,30 +23,30 @@ REFRESHER = web.AppKey("refresher", Refresher)
 def _refreshing(
     config: ExporterConfig, auth: str
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Cleanup context: the oned and agent sessions and the refresh task, for the app's life."""
+    """Cleanup context: the oned and agent sessions and the refresh cycles, for the app's life."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         # One connection pool per kind: the agents' is bounded by --agent-concurrency. oned
         # gets a fresh connection per call, as OpenNebula's own clients do: two calls per
         # refresh gain nothing from keep-alive, and a stale kept connection would fail a call.
-        oned_session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=4, force_close=True)
-        )
-        agents_session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=config.agent_concurrency, ttl_dns_cache=300, force_close=False
-            ),
-        )
-        oned = Oned(oned_session, config.one_xmlrpc, auth, timeout=config.one_timeout)
-        refresher = Refresher(config, oned, agents_session, app[BOX], app[HEALTH])
-        app[REFRESHER] = refresher
-        task = asyncio.create_task(refresher.run(), name="vm-exporter-refresh")
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await agents_session.close()
-        await oned_session.close()
+        async with (
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=4, force_close=True)
+            ) as oned_session,
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=config.agent_concurrency, ttl_dns_cache=300, force_close=False
+                ),
+            ) as agents_session,
+        ):
+            oned = Oned(oned_session, config.one_xmlrpc, auth, timeout=config.one_timeout)
+            refresher = Refresher(config, oned, agents_session, app[BOX], app[HEALTH])
+            app[REFRESHER] = refresher
+            periodic = Periodic(
+                "refresh", refresher.step, config.refresh_interval, health=app[HEALTH]
+            )
+            async with periodic:
+                yield
 
     return ctx
 

@@ -67,21 +67,21 @@ class Refresher:
         self._max_gap = 3 * config.refresh_interval + config.agent_timeout
         health.fail("oned", "no refresh yet")
 
-    async def run(self) -> None:
-        """Refresh every `--refresh-interval` seconds until cancelled."""
-        while True:
-            started = time.monotonic()
-            try:
-                await self.once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # A bug must not stop the exporter: log it, keep the last data, try again;
-                # and say so, or stale data would be served as if all were well.
-                log.exception("refresh failed unexpectedly; serving the last complete refresh")
-                self._publish_error(exc)
-            elapsed = time.monotonic() - started
-            await asyncio.sleep(max(0.0, self._config.refresh_interval - elapsed))
+    async def step(self) -> None:
+        """One cycle for `Periodic`: an unexpected failure is counted, then re-raised.
+
+        `Periodic` logs it and shows it on `/healthz`; the last complete refresh stays served,
+        and the `error` count says it is stale.
+        """
+        try:
+            await self.once()
+        except Exception:
+            state = self._box.state
+            status = dataclasses.replace(
+                state.status, refreshes=count(state.status.refreshes, "error")
+            )
+            self._box.state = State(state.snapshot, status, state.text)
+            raise
 
     async def _read(self) -> tuple[Pool, Pool, dict[int, HostReading], dict[int, AgentError]]:
         """Both pools, and the agents of every host the host pool says has VMs, all at once.
@@ -189,12 +189,6 @@ class Refresher:
         )
         self._box.state = State(state.snapshot, new_status, state.text)
         self._health.fail("oned", message)
-
-    def _publish_error(self, exc: Exception) -> None:
-        state = self._box.state
-        status = dataclasses.replace(state.status, refreshes=count(state.status.refreshes, "error"))
-        self._box.state = State(state.snapshot, status, state.text)
-        self._health.fail("refresh", f"refresh failed unexpectedly: {exc!r}"[:300])
 
     async def _ask(
         self, targets: tuple[Target, ...]
