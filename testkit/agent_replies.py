@@ -38,22 +38,19 @@ def agent_json(
 def largest_agent_json(size: int, first_vm: int = 1_000_000) -> bytes:
     """A legal /api/v1/vms reply of just under `size` bytes: VM entries until it is full."""
     head = b'{"timestamp": 1718000000.0, "host": {"power_uw": 90000000, "energy_uj": 5}, "vms": ['
+    entry = (
+        '{{"name": "one-{0}", "one_vm_id": {0}, "pid": {1}, "helper_pids": [], '
+        '"power_uw": {2}, "energy_uj": {3}}}'
+    )
     parts, total, vm_id = [head], len(head) + 2, first_vm
     while True:
-        entry = json.dumps(
-            {
-                "name": f"one-{vm_id}",
-                "one_vm_id": vm_id,
-                "pid": 100_000 + vm_id % 1_000_000,
-                "helper_pids": [],
-                "power_uw": 1_500_000 + vm_id % 1000,
-                "energy_uj": 9_000_000_000 + vm_id,
-            }
+        text = entry.format(
+            vm_id, 100_000 + vm_id % 1_000_000, 1_500_000 + vm_id % 1000, 9_000_000_000 + vm_id
         ).encode()
-        if total + len(entry) + 1 > size:
+        if total + len(text) + 1 > size:
             break
-        parts.append((b"," if vm_id > first_vm else b"") + entry)
-        total += len(entry) + 1
+        parts.append((b"," if vm_id > first_vm else b"") + text)
+        total += len(text) + 1
         vm_id += 1
     parts.append(b"]}")
     return b"".join(parts)

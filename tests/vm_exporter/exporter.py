@@ -76,12 +76,18 @@ class Exporter:
 
 @contextlib.asynccontextmanager
 async def running_exporter(
-    tmp_path: Path, one_xmlrpc: str, *, auth: str = "oneadmin:opennebula", **flags: Any
+    tmp_path: Path,
+    one_xmlrpc: str,
+    *,
+    auth: str = "oneadmin:opennebula",
+    port: int | None = None,
+    **flags: Any,
 ) -> AsyncIterator[Exporter]:
-    """`create_app(ExporterConfig(...))` served on 127.0.0.1 until the block ends."""
+    """`create_app(ExporterConfig(...))` served on 127.0.0.1 (on `port` when given, as for a
+    Prometheus already told where to scrape) until the block ends."""
     auth_file = tmp_path / "one_auth"
     auth_file.write_text(auth + "\n")
     config = ExporterConfig(one_xmlrpc=one_xmlrpc, one_auth=auth_file, **flags)
     app = create_app(config)
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+    async with TestClient(TestServer(app, host="127.0.0.1", port=port)) as client:
         yield Exporter(app, client)

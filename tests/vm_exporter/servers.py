@@ -1,19 +1,25 @@
-"""Real socket servers for the exporter's fault tests: misbehaving agents and an oned proxy.
+"""Real socket servers for the exporter's tests: misbehaving agents, an oned proxy, and a loop
+thread that runs the real simulator and real rapl_agents beside the test.
 
 Each runs in a daemon thread on a real 127.0.0.0/8 address and is closed by the test that
 started it. Nothing here imitates a correct component: correct components are the real
-simulator and real rapl_agent processes.
+simulator and real rapl_agents.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import socketserver
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
+
+from aiohttp import web
 
 Route = Callable[[BaseHTTPRequestHandler], None]
+T = TypeVar("T")
 
 
 def port_free_on(addresses: list[str]) -> int:
@@ -138,3 +144,34 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
             dst.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+
+
+class LoopThread:
+    """An event loop in a daemon thread, for real services the tests run beside the one under
+    test (the simulator, rapl_agents): started in milliseconds instead of a process's second,
+    while the test's own loop stays free for the exporter."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        """Run `coro` on the thread's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def serve(self, app: web.Application, host: str, port: int) -> web.AppRunner:
+        """Serve `app` on host:port from this loop (its cleanup contexts run here too)."""
+
+        async def start() -> web.AppRunner:
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            await web.TCPSite(runner, host, port).start()
+            return runner
+
+        return self.run(start())
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

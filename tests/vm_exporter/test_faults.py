@@ -1,25 +1,40 @@
 """Faults: agents that hang, flood, babble or lie, a Scaphandre host, oned slow and oned down.
 
-The cloud is the real simulator (a subprocess) behind a real TCP proxy; the misbehaving agents
-are real socket servers on each host's own loopback address. The exporter runs in-process
-(`create_app` on a real port), one per test.
+The cloud is the real simulator (on a loop thread beside the test) behind a real TCP proxy;
+the misbehaving agents are real socket servers on each host's own loopback address. The
+exporter runs in-process (`create_app` on a real port), one per test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from services.common.config import Listen
 from services.vm_exporter.readings import MAX_POWER_UW
-from testkit import ROOT, Service, free_port
+from sim.app import Simulator, build_cloud
+from sim.config import SimConfig
+from testkit import ROOT, free_port
 from testkit.agent_replies import agent_json
 from tests.vm_exporter.exporter import Exporter, running_exporter, series, value
-from tests.vm_exporter.servers import HangingServer, HttpAgent, Proxy, port_free_on, send
+from tests.vm_exporter.servers import (
+    HangingServer,
+    HttpAgent,
+    LoopThread,
+    Proxy,
+    port_free_on,
+    send,
+)
+
+# The simulator, run in this process, still passes shutdown_timeout to its TCPSite, which
+# aiohttp 3.14 deprecates (its own process only prints the warning).
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:shutdown_timeout should be set on BaseRunner:DeprecationWarning"
+)
 
 NET = "127.0.78"
 # host name -> (address, VM ids on it)
@@ -76,13 +91,15 @@ def _not_found(handler) -> None:
 
 
 class Cloud:
-    """The simulator behind a proxy, and the misbehaving agents."""
+    """The simulator (on a loop thread) behind a proxy, and the misbehaving agents."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.fleet = _fleet(tmp / "fleet.yaml")
         self.oned_port, self.control_port, self.proxy_port = free_port(), free_port(), free_port()
-        self.sim = self.start_sim()
+        self.thread = LoopThread()
+        self.sim: Simulator | None = None
+        self.start_sim()
         self.proxy = Proxy("127.0.0.1", self.proxy_port, ("127.0.0.1", self.oned_port))
         self.rpc = f"http://127.0.0.1:{self.proxy_port}/RPC2"
         port = port_free_on([addr for addr, _ in HOSTS.values()])
@@ -115,28 +132,28 @@ class Cloud:
                 routes["/api/v1/vms"] = _not_found
             self.servers.append(HttpAgent(HOSTS[name][0], port, routes))
 
-    def start_sim(self) -> Service:
-        sim = Service(
-            [
-                sys.executable,
-                "-m",
-                "sim",
-                "--listen",
-                f"127.0.0.1:{self.oned_port}",
-                "--control-listen",
-                f"127.0.0.1:{self.control_port}",
-                "--fleet",
-                str(self.fleet),
-            ]
+    def start_sim(self) -> None:
+        config = SimConfig(
+            listen=Listen("127.0.0.1", self.oned_port),
+            control_listen=Listen("127.0.0.1", self.control_port),
+            fleet=self.fleet,
+            log_level="warning",
         )
-        sim.wait_http(f"http://127.0.0.1:{self.control_port}/healthz")
-        return sim
+        sim = Simulator(config, build_cloud(config))
+        self.thread.run(sim.start())
+        self.sim = sim
+
+    def stop_sim(self) -> None:
+        if self.sim is not None:
+            self.thread.run(self.sim.stop())
+            self.sim = None
 
     def close(self) -> None:
         for server in self.servers:
             server.close()
         self.proxy.close()
-        self.sim.close()
+        self.stop_sim()
+        self.thread.close()
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +253,7 @@ async def test_oned_slow_serves_last_data_then_recovers(cloud, tmp_path, caplog)
 async def test_oned_down_serves_last_data_then_recovers(cloud, tmp_path, caplog):
     async with _exporter(cloud, tmp_path) as exporter:
         await exporter.refreshed(1)
-        await asyncio.to_thread(cloud.sim.close)
+        await asyncio.to_thread(cloud.stop_sim)
         try:
             down = await _oned_up(exporter, 0)
             assert value(down, "opennebula_vm_total") == VM_COUNT
@@ -245,7 +262,7 @@ async def test_oned_down_serves_last_data_then_recovers(cloud, tmp_path, caplog)
             assert status == 503 and "oned" in health["failing"]
             assert "oned unreachable" in caplog.text
         finally:
-            cloud.sim = await asyncio.to_thread(cloud.start_sim)
+            await asyncio.to_thread(cloud.start_sim)
         await _oned_up(exporter, 1)
         assert (await exporter.healthz())[0] == 200
 

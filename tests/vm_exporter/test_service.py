@@ -1,7 +1,8 @@
 """The exporter end to end: the real simulator with hypervisors, one real rapl_agent per host,
-Debian's real Prometheus and promtool. The simulator and the agents are processes shared by the
-module (tests run in file order; each says what it changes); the exporter runs in-process
-(`create_app` on a real port), one per test.
+Debian's real Prometheus and promtool. The simulator and the agents are shared by the module
+(tests run in file order; each says what it changes) and run on a loop thread beside the test;
+the exporter runs in-process (`create_app` on a real port), one per test. What only a process
+shows (flags, exit codes, signals) is in test_cli.py.
 """
 
 from __future__ import annotations
@@ -10,16 +11,21 @@ import asyncio
 import json
 import logging
 import subprocess
-import sys
 import urllib.parse
 from pathlib import Path
 
 import pytest
 import yaml
+from aiohttp import web
 
+from services.common.config import Listen
+from services.rapl_agent.app import create_app as create_agent
+from services.rapl_agent.config import RaplConfig
+from sim.app import Simulator, build_cloud
+from sim.config import SimConfig
 from testkit import Service, free_port, get_json, http
 from tests.vm_exporter.exporter import Exporter, Samples, running_exporter, series, value
-from tests.vm_exporter.servers import port_free_on
+from tests.vm_exporter.servers import LoopThread, port_free_on
 
 NET = "127.0.79"
 HOSTS = {"h1": f"{NET}.1", "h2": f"{NET}.2"}
@@ -34,6 +40,11 @@ FLEET = {
     ],
 }
 RUNNING = {"42", "52", "524"}
+# The simulator, run in this process, still passes shutdown_timeout to its TCPSite, which
+# aiohttp 3.14 deprecates (its own process only prints the warning).
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:shutdown_timeout should be set on BaseRunner:DeprecationWarning"
+)
 POWER = "opennebula_vm_power_consumption_uW"
 ENERGY = "opennebula_vm_energy_joules_total"
 UP = "opennebula_host_power_source_up"
@@ -42,7 +53,8 @@ INTERVAL = 0.3
 
 
 class Cloud:
-    """sim (+ hypervisors) -> one rapl_agent per host; the exporter is started per test."""
+    """The simulator (+ hypervisors) and one rapl_agent per host, run on a loop thread beside
+    the test, and a Prometheus told to scrape `exporter_port`; the exporter is started per test."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
@@ -51,70 +63,96 @@ class Cloud:
         oned_port, control_port = free_port(), free_port()
         self.rpc = f"http://127.0.0.1:{oned_port}/RPC2"
         self.control = f"http://127.0.0.1:{control_port}"
-        self.started: list[Service] = []
-        self.sim = self._start(
-            [
-                sys.executable,
-                "-m",
-                "sim",
-                "--listen",
-                f"127.0.0.1:{oned_port}",
-                "--control-listen",
-                f"127.0.0.1:{control_port}",
-                "--fleet",
-                str(fleet),
-                "--hypervisors",
-                str(tmp / "hv"),
-            ],
-            self.control + "/healthz",
+        # Prometheus starts now (its TSDB takes a while) and scrapes the test's exporter once
+        # one listens on this port.
+        self.exporter_port, self.prometheus_port = free_port(), free_port()
+        self.prometheus = self._start_prometheus(tmp)
+        self.thread = LoopThread()
+        self.agents: dict[str, web.AppRunner] = {}
+        self.sim: Simulator | None = None
+        try:
+            self._start_cloud(fleet, oned_port, control_port)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_cloud(self, fleet: Path, oned_port: int, control_port: int) -> None:
+        sim_config = SimConfig(
+            listen=Listen("127.0.0.1", oned_port),
+            control_listen=Listen("127.0.0.1", control_port),
+            fleet=fleet,
+            hypervisors=self.tmp / "hv",
+            log_level="warning",
         )
+        sim = Simulator(sim_config, build_cloud(sim_config))
+        self.sim = sim
+        self.thread.run(sim.start())
         status, body = get_json(self.control + "/v1/hypervisors")
         assert status == 200 and body["enabled"], body
         self.hypervisors = {hv["host"]: hv for hv in body["hypervisors"]}
         self.agent_port = port_free_on(list(HOSTS.values()))
-        self.agents = {name: self.start_agent(name) for name in HOSTS}
+        for name in HOSTS:
+            self.agents[name] = self.start_agent(name)
 
-    def _start(self, argv: list[str], ready: str) -> Service:
-        service = Service(argv)
-        self.started.append(service)
-        service.wait_http(ready, timeout=30)
-        return service
-
-    def start_agent(self, host: str) -> Service:
-        hv = self.hypervisors[host]
-        return self._start(
-            [
-                sys.executable,
-                "-m",
-                "services.rapl_agent",
-                "--listen",
-                f"{HOSTS[host]}:{self.agent_port}",
-                "--powercap-root",
-                hv["powercap_root"],
-                "--proc-root",
-                hv["proc_root"],
-                "--interval",
-                str(INTERVAL),
-            ],
-            f"http://{HOSTS[host]}:{self.agent_port}/healthz",
+    def _start_prometheus(self, tmp: Path) -> Service:
+        config = tmp / "prometheus.yml"
+        target = f"127.0.0.1:{self.exporter_port}"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "500ms", "evaluation_interval": "500ms"},
+                    "scrape_configs": [
+                        {"job_name": "one_vm_exporter", "static_configs": [{"targets": [target]}]}
+                    ],
+                }
+            )
         )
+        return Service(
+            [
+                "/usr/bin/prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
+            ]
+        )
+
+    def start_agent(self, host: str) -> web.AppRunner:
+        """A real rapl_agent reading the host's simulated powercap tree and /proc view."""
+        hv = self.hypervisors[host]
+        config = RaplConfig(
+            listen=Listen(HOSTS[host], self.agent_port),
+            powercap_root=Path(hv["powercap_root"]),
+            proc_root=Path(hv["proc_root"]),
+            interval=INTERVAL,
+        )
+        return self.thread.serve(create_agent(config), HOSTS[host], self.agent_port)
+
+    def stop_agent(self, host: str) -> None:
+        self.thread.run(self.agents[host].cleanup())
 
     def act(self, vm_id: int, action: str, body: dict | None = None) -> None:
         status, _, data = http("POST", f"{self.control}/v1/vms/{vm_id}/{action}", body or {})
         assert status == 200, data
 
-    def exporter(self, tmp_path: Path):
+    def exporter(self, tmp_path: Path, **flags):
         return running_exporter(
             tmp_path,
             self.rpc,
             agent_port=self.agent_port,
             refresh_interval=INTERVAL,
             agent_timeout=1.0,
+            **flags,
         )
 
     def close(self) -> None:
-        for service in reversed(self.started):
-            service.close()
+        try:
+            for runner in self.agents.values():
+                self.thread.run(runner.cleanup())
+            if self.sim is not None:
+                self.thread.run(self.sim.stop())
+        finally:
+            self.thread.close()
+            self.prometheus.close()
 
 
 @pytest.fixture(scope="module")
@@ -231,54 +269,28 @@ def _query(url: str, query: str) -> dict[str, float]:
 
 
 async def test_real_prometheus_scrapes_power_and_energy(cloud, tmp_path):
-    async with cloud.exporter(tmp_path) as exporter:
-        port = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "global": {"scrape_interval": "500ms", "evaluation_interval": "500ms"},
-                    "scrape_configs": [
-                        {
-                            "job_name": "one_vm_exporter",
-                            "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],
-                        }
-                    ],
-                }
-            )
-        )
-        prom = Service(
-            [
-                "/usr/bin/prometheus",
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ]
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
+    url = f"http://127.0.0.1:{cloud.prometheus_port}"
+    async with cloud.exporter(tmp_path, port=cloud.exporter_port):
 
-            async def query(q: str) -> dict[str, float]:
-                return await asyncio.to_thread(_query, url, q)
+        async def query(q: str) -> dict[str, float]:
+            return await asyncio.to_thread(_query, url, q)
 
-            power: dict[str, float] = {}
-            increases: dict[str, float] = {}
+        power: dict[str, float] = {}
+        increases: dict[str, float] = {}
 
-            async def stored() -> bool:
-                power.update(await query(POWER))
-                increases.update(await query(f"increase({ENERGY}[1m])"))
-                return RUNNING <= set(power) and all(increases.get(v, 0) > 0 for v in RUNNING)
+        async def stored() -> bool:
+            power.update(await query(POWER))
+            increases.update(await query(f"increase({ENERGY}[1m])"))
+            return RUNNING <= set(power) and all(increases.get(v, 0) > 0 for v in RUNNING)
 
-            deadline = asyncio.get_running_loop().time() + 30
-            while not await stored():
-                assert asyncio.get_running_loop().time() < deadline, (power, increases)
-                await asyncio.sleep(0.2)
-            assert increases["7"] == 0  # powered off: no energy
-            targets = (await asyncio.to_thread(get_json, url + "/api/v1/targets"))[1]
-            health = [t["health"] for t in targets["data"]["activeTargets"]]
-            assert health == ["up"], json.dumps(targets)[:500]
-        finally:
-            await asyncio.to_thread(prom.close)
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await stored():
+            assert asyncio.get_running_loop().time() < deadline, (power, increases)
+            await asyncio.sleep(0.2)
+        assert increases["7"] == 0  # powered off: no energy
+        targets = (await asyncio.to_thread(get_json, url + "/api/v1/targets"))[1]
+        health = [t["health"] for t in targets["data"]["activeTargets"]]
+        assert health == ["up"], json.dumps(targets)[:500]
 
 
 async def test_poweroff_reports_zero_and_terminated_vm_disappears(cloud, tmp_path):
@@ -331,7 +343,7 @@ async def test_agent_down_means_no_sample_then_back_without_energy_reset(cloud, 
     async with cloud.exporter(tmp_path) as exporter:
         await _until(exporter, lambda d: value(d, ENERGY, one_vm_id=524) is not None, "a series")
         energy_before = value(await exporter.metrics(), ENERGY, one_vm_id=524)
-        await asyncio.to_thread(cloud.agents["h2"].close)
+        await asyncio.to_thread(cloud.stop_agent, "h2")
         data = await _until(exporter, lambda d: value(d, UP, one_host_id=1) == 0, "h2 down")
         assert value(data, POWER, one_vm_id=524) is None  # unknown is not zero
         assert value(data, POWER, one_vm_id=7) == 0  # powered off there: still known to be 0
