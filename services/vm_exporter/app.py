@@ -11,6 +11,8 @@ from services.common.app import HEALTH, PRODUCT_METRICS, REGISTRY, create_base_a
 from services.common.oned import Oned, read_one_auth
 from services.common.periodic import Periodic
 
+from .carbon import Grid
+from .carbon_sources import OperatorFile, load_grid
 from .collectors import ExporterCollector
 from .config import ExporterConfig
 from .refresh import Refresher, StateBox
@@ -21,7 +23,7 @@ REFRESHER = web.AppKey("refresher", Refresher)
 
 
 def _refreshing(
-    config: ExporterConfig, auth: str
+    config: ExporterConfig, auth: str, grid: Grid
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """Cleanup context: the oned and agent sessions and the refresh cycles, for the app's life."""
 
@@ -40,7 +42,10 @@ def _refreshing(
             ) as agents_session,
         ):
             oned = Oned(oned_session, config.one_xmlrpc, auth, timeout=config.one_timeout)
-            refresher = Refresher(config, oned, agents_session, app[BOX], app[HEALTH])
+            operator = OperatorFile(config.carbon_data, grid, app[HEALTH])
+            refresher = Refresher(
+                config, oned, agents_session, app[BOX], app[HEALTH], grid, operator
+            )
             app[REFRESHER] = refresher
             periodic = Periodic(
                 "refresh", refresher.step, config.refresh_interval, health=app[HEALTH]
@@ -60,5 +65,5 @@ def create_app(config: ExporterConfig) -> web.Application:
     # The product text is rendered once per refresh; self metrics follow it.
     app[PRODUCT_METRICS] = lambda: box.state.text
     app[REGISTRY].register(ExporterCollector(lambda: box.state))
-    app.cleanup_ctx.append(_refreshing(config, auth))
+    app.cleanup_ctx.append(_refreshing(config, auth, load_grid()))
     return app

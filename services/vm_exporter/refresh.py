@@ -18,11 +18,22 @@ import aiohttp
 
 from services.common.errors import OneError
 from services.common.health import Health
-from services.common.oned import Oned, Pool
+from services.common.logs import clip
+from services.common.oned import Host, Oned, Pool
 
 from .agent_client import AgentError, Turns, fetch_host
+from .carbon import (
+    WORLD,
+    Grid,
+    Intensity,
+    OperatorFigures,
+    accrue_hosts,
+    accrue_vms,
+    host_intensity,
+)
+from .carbon_sources import OperatorFile
 from .config import MAX_AGENT_REPLY, ExporterConfig
-from .energy import VmEnergy, advance
+from .energy import EnergyTotal, advance, advance_hosts
 from .exposition import render
 from .join import Target, agent_targets, attribute
 from .readings import HostReading
@@ -54,13 +65,22 @@ class Refresher:
         agents: aiohttp.ClientSession,
         box: StateBox,
         health: Health,
+        grid: Grid,
+        operator: OperatorFile,
     ) -> None:
         self._config = config
         self._oned = oned
         self._agents = agents
         self._box = box
         self._health = health
-        self._ledger: Mapping[int, VmEnergy] = {}
+        self._ledger: Mapping[int, EnergyTotal] = {}
+        self._host_ledger: Mapping[int, EnergyTotal] = {}
+        self._vm_carbon: Mapping[int, float] = {}
+        self._host_carbon: Mapping[int, float] = {}
+        self._grid = grid
+        self._operator = operator
+        self._intensities: dict[int, Intensity] = {}
+        self._carbon_problems: dict[int, tuple[str, ...]] = {}  # host id -> last logged
         self._host_down: dict[int, str] = {}  # host id -> last reason, for transition logs
         self._turns = Turns()  # the hosts' replies are parsed one chunk per loop turn
         # Energy is not integrated across gaps longer than this (power in between is unknown).
@@ -104,6 +124,7 @@ class Refresher:
         """One cycle; publishes a new State whatever happens."""
         started = time.monotonic()
         status = self._box.state.status
+        figures = await self._operator.current()
         try:
             vm_pool, host_pool, readings, failures = await self._read()
         except OneError as exc:
@@ -132,9 +153,30 @@ class Refresher:
         self._log_transitions(targets, failures)
         asked = time.monotonic()
         attributions = {vm.id: attribute(vm, readings) for vm in vms}
-        self._ledger = advance(self._ledger, vms, attributions, asked, self._max_gap)
+        intensities = self._intensities_of(hosts, targets, figures)
+        before, host_before = self._ledger, self._host_ledger
+        self._ledger = advance(before, vms, attributions, asked, self._max_gap)
+        self._host_ledger = advance_hosts(
+            host_before, (h.id for h in hosts), readings, asked, self._max_gap
+        )
+        self._vm_carbon = accrue_vms(
+            self._vm_carbon, before, self._ledger, vms, attributions, intensities
+        )
+        self._host_carbon = accrue_hosts(
+            self._host_carbon, host_before, self._host_ledger, intensities
+        )
         snapshot = build_snapshot(
-            time.time(), vms, hosts, targets, readings, attributions, self._ledger
+            time.time(),
+            vms,
+            hosts,
+            targets,
+            readings,
+            attributions,
+            self._ledger,
+            host_energy=self._host_ledger,
+            intensity={h.id: intensities[h.id] for h in hosts},
+            vm_carbon_g=self._vm_carbon,
+            host_carbon_g=self._host_carbon,
         )
         joined = time.monotonic()
         # Rendering 100k+ lines takes ~0.1 s: off the loop, so scrapes interleave.
@@ -172,6 +214,26 @@ class Refresher:
             hosts=len(hosts),
             power_sources_down=len(targets) - len(readings),
         )
+
+    def _intensities_of(
+        self, hosts: tuple[Host, ...], targets: tuple[Target, ...], figures: OperatorFigures | None
+    ) -> dict[int, Intensity]:
+        """Each host's intensity now; a host that runs VMs but is missing from the host pool
+        (read a moment apart) keeps its last one, else the world average."""
+        out: dict[int, Intensity] = {}
+        for host in hosts:
+            out[host.id], problems = host_intensity(host, figures, self._grid)
+            if problems != self._carbon_problems.get(host.id, ()):
+                for problem in problems:
+                    log.warning("host %d (%s): %s", host.id, clip(host.name), problem)
+                self._carbon_problems[host.id] = problems
+        for target in targets:
+            if target.host_id not in out:
+                out[target.host_id] = self._intensities.get(
+                    target.host_id, Intensity(self._grid.world, WORLD, "", self._grid.world_year)
+                )
+        self._intensities = out
+        return out
 
     def _publish_failure(self, status: Status, message: str, duration: float) -> None:
         state = self._box.state

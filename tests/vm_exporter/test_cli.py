@@ -40,7 +40,7 @@ def test_console_script_help_lists_every_flag_with_its_default():
     for flag, default in SPEC_FLAGS.items():
         assert flag in text
         assert default in text, (flag, default)
-    assert "--one-timeout" in text
+    assert "--one-timeout" in text and "--carbon-data" in text
 
 
 def test_missing_one_auth_file_exits_2_with_one_clear_line(tmp_path):

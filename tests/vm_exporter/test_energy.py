@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from services.common.oned import Vm
-from services.vm_exporter.energy import MAX_MARKS, SLACK_S, VmEnergy, advance
+from services.vm_exporter.energy import MAX_MARKS, SLACK_S, EnergyTotal, advance
 from services.vm_exporter.join import NOT_ON_HOST, UNKNOWN, Attribution
 from services.vm_exporter.readings import (
     AGENT,
@@ -127,7 +127,7 @@ def test_marks_are_bounded():
 
 
 def test_joules_conversion():
-    assert VmEnergy(2_500_000).joules() == 2.5
+    assert EnergyTotal(2_500_000).joules() == 2.5
 
 
 def test_an_increase_no_vm_could_draw_is_not_added():

@@ -30,7 +30,11 @@ from tests.vm_exporter.servers import LoopThread, port_free_on
 NET = "127.0.79"
 HOSTS = {"h1": f"{NET}.1", "h2": f"{NET}.2"}
 FLEET = {
-    "hosts": [{"name": name, "hostname": addr} for name, addr in HOSTS.items()],
+    # The two hosts are in two countries, as geo writes it (ISO 3166-1 alpha-2).
+    "hosts": [
+        {"name": name, "hostname": addr, "template": {"GEOLOCATION_COUNTRY": country}}
+        for (name, addr), country in zip(HOSTS.items(), ("SE", "PL"), strict=True)
+    ],
     "vms": [
         {"id": 42, "name": "sr-42", "host": "h1", "cpu_fraction": 0.1},
         {"id": 52, "name": "sr-52", "host": "h1", "cpu_fraction": 0.1},
@@ -48,6 +52,11 @@ pytestmark = pytest.mark.filterwarnings(
 POWER = "opennebula_vm_power_consumption_uW"
 ENERGY = "opennebula_vm_energy_joules_total"
 UP = "opennebula_host_power_source_up"
+VM_CARBON = "opennebula_vm_carbon_grams_total"
+HOST_ENERGY = "opennebula_host_energy_joules_total"
+HOST_CARBON = "opennebula_host_carbon_grams_total"
+INTENSITY = "opennebula_host_carbon_intensity_gco2e_per_kwh"
+INTENSITY_INFO = "opennebula_host_carbon_intensity_info"
 # Short cycles: the agents sample every 0.3 s, the exporter refreshes every 0.3 s.
 INTERVAL = 0.3
 
@@ -268,7 +277,7 @@ def _query(url: str, query: str) -> dict[str, float]:
     return out
 
 
-async def test_real_prometheus_scrapes_power_and_energy(cloud, tmp_path):
+async def test_real_prometheus_scrapes_power_energy_and_carbon(cloud, tmp_path):
     url = f"http://127.0.0.1:{cloud.prometheus_port}"
     async with cloud.exporter(tmp_path, port=cloud.exporter_port):
 
@@ -281,13 +290,33 @@ async def test_real_prometheus_scrapes_power_and_energy(cloud, tmp_path):
         async def stored() -> bool:
             power.update(await query(POWER))
             increases.update(await query(f"increase({ENERGY}[1m])"))
-            return RUNNING <= set(power) and all(increases.get(v, 0) > 0 for v in RUNNING)
+            hosts = await query(f"increase({HOST_CARBON}[1m])")
+            return (
+                RUNNING <= set(power)
+                and all(increases.get(v, 0) > 0 for v in RUNNING)
+                and all(hosts.get(h, 0) > 0 for h in ("0", "1"))
+            )
 
         deadline = asyncio.get_running_loop().time() + 30
         while not await stored():
             assert asyncio.get_running_loop().time() < deadline, (power, increases)
             await asyncio.sleep(0.2)
         assert increases["7"] == 0  # powered off: no energy
+        # Carbon = energy x the intensity of the host where it was used (g/J = g/kWh / 3.6e6),
+        # the hosts' own counters too: increase() of one is increase() of the other times it.
+        intensity = await query(INTENSITY)
+        assert intensity == pytest.approx({"0": 40.695, "1": 661.926})
+        sources = await query(f'{INTENSITY_INFO}{{source="country"}}')
+        assert set(sources) == {"0", "1"}
+        per_joule = {
+            "vm": await query(f"increase({VM_CARBON}[1m]) / increase({ENERGY}[1m])"),
+            "host": await query(f"increase({HOST_CARBON}[1m]) / increase({HOST_ENERGY}[1m])"),
+        }
+        host_of = {"42": "0", "52": "0", "524": "1"}
+        expected = {vm: intensity[host] / 3.6e6 for vm, host in host_of.items()}
+        assert {vm: per_joule["vm"][vm] for vm in RUNNING} == pytest.approx(expected, rel=1e-6)
+        expected_hosts = {h: v / 3.6e6 for h, v in intensity.items()}
+        assert per_joule["host"] == pytest.approx(expected_hosts, rel=1e-6)
         targets = (await asyncio.to_thread(get_json, url + "/api/v1/targets"))[1]
         health = [t["health"] for t in targets["data"]["activeTargets"]]
         assert health == ["up"], json.dumps(targets)[:500]
