@@ -19,7 +19,7 @@ import aiohttp
 from services.common.errors import OneError
 from services.common.health import Health
 from services.common.logs import clip
-from services.common.oned import Host, Oned, Pool
+from services.common.oned import Host, Oned, Pool, Vm
 
 from .agent_client import AgentError, Turns, fetch_host
 from .carbon import (
@@ -37,7 +37,7 @@ from .energy import EnergyTotal, advance, advance_hosts
 from .exposition import render
 from .join import Target, agent_targets, attribute
 from .readings import HostReading
-from .snapshot import State, Status, build_snapshot, count
+from .snapshot import Snapshot, State, Status, build_snapshot, count
 
 log = logging.getLogger(__name__)
 
@@ -152,34 +152,13 @@ class Refresher:
         failures = {h: e for h, e in failures.items() if h in wanted}
         self._log_transitions(targets, failures)
         asked = time.monotonic()
-        attributions = {vm.id: attribute(vm, readings) for vm in vms}
-        intensities = self._intensities_of(hosts, targets, figures)
-        before, host_before = self._ledger, self._host_ledger
-        self._ledger = advance(before, vms, attributions, asked, self._max_gap)
-        self._host_ledger = advance_hosts(
-            host_before, (h.id for h in hosts), readings, asked, self._max_gap
-        )
-        self._vm_carbon = accrue_vms(
-            self._vm_carbon, before, self._ledger, vms, attributions, intensities
-        )
-        self._host_carbon = accrue_hosts(
-            self._host_carbon, host_before, self._host_ledger, intensities
-        )
-        snapshot = build_snapshot(
-            time.time(),
-            vms,
-            hosts,
-            targets,
-            readings,
-            attributions,
-            self._ledger,
-            host_energy=self._host_ledger,
-            intensity={h.id: intensities[h.id] for h in hosts},
-            vm_carbon_g=self._vm_carbon,
-            host_carbon_g=self._host_carbon,
+        # The join, the ledgers and the text are pure work on this cycle's values (~0.5 s of
+        # CPU at 10,000 VMs): in threads, so that scrapes are served meanwhile (the GIL
+        # changes hands every 5 ms) instead of waiting for the whole of it.
+        snapshot = await asyncio.to_thread(
+            self._join, vms, hosts, targets, readings, figures, asked
         )
         joined = time.monotonic()
-        # Rendering 100k+ lines takes ~0.1 s: off the loop, so scrapes interleave.
         text = await asyncio.to_thread(render, snapshot)
         done = time.monotonic()
         agent_errors = dict(status.agent_errors)
@@ -213,6 +192,43 @@ class Refresher:
             vms=len(vms),
             hosts=len(hosts),
             power_sources_down=len(targets) - len(readings),
+        )
+
+    def _join(
+        self,
+        vms: tuple[Vm, ...],
+        hosts: tuple[Host, ...],
+        targets: tuple[Target, ...],
+        readings: Mapping[int, HostReading],
+        figures: OperatorFigures | None,
+        now: float,
+    ) -> Snapshot:
+        """Power per VM, the energy and carbon ledgers advanced, and the snapshot to serve."""
+        attributions = {vm.id: attribute(vm, readings) for vm in vms}
+        intensities = self._intensities_of(hosts, targets, figures)
+        before, host_before = self._ledger, self._host_ledger
+        self._ledger = advance(before, vms, attributions, now, self._max_gap)
+        self._host_ledger = advance_hosts(
+            host_before, (h.id for h in hosts), readings, now, self._max_gap
+        )
+        self._vm_carbon = accrue_vms(
+            self._vm_carbon, before, self._ledger, vms, attributions, intensities
+        )
+        self._host_carbon = accrue_hosts(
+            self._host_carbon, host_before, self._host_ledger, intensities
+        )
+        return build_snapshot(
+            time.time(),
+            vms,
+            hosts,
+            targets,
+            readings,
+            attributions,
+            self._ledger,
+            host_energy=self._host_ledger,
+            intensity={h.id: intensities[h.id] for h in hosts},
+            vm_carbon_g=self._vm_carbon,
+            host_carbon_g=self._host_carbon,
         )
 
     def _intensities_of(
