@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,13 @@ async def test_each_bad_agent_costs_only_its_own_host(cloud, tmp_path, caplog):
     caplog.set_level(logging.INFO)
     async with _exporter(cloud, tmp_path) as exporter:
         data = await exporter.refreshed(2)
+        text = (await exporter.get("/metrics"))[1]
+    # Whatever the agents sent, Prometheus can read the text (only the SPEC-fixed names lint).
+    result = await asyncio.to_thread(
+        subprocess.run, ["promtool", "check", "metrics"], input=text, capture_output=True
+    )
+    findings = (result.stdout + result.stderr).decode()
+    assert findings.count("\n") == 4 and '_total" suffix' in findings, findings[:500]
     power = series(data, "opennebula_vm_power_consumption_uW", "one_vm_id")
     up = series(data, "opennebula_host_power_source_up", "one_host_id")
     # Hanging, 20 MiB, garbage, unreachable and lying agents: their VMs have no sample.
