@@ -11,12 +11,13 @@ from __future__ import annotations
 import bisect
 import collections
 import hashlib
+import secrets
 import time
 from collections.abc import Callable
 
 from . import states as st
 from .fleet import Fleet, VmSpec, make_host, make_vm
-from .model import ExecutionRecord, History, Hook, Host, StateEvent, User, Vm
+from .model import ExecutionRecord, History, Hook, Host, Monitoring, StateEvent, User, Vm
 from .render import host_xml, vm_xml
 from .template import Template, TemplateError, parse_template
 
@@ -60,8 +61,30 @@ VM_HOOK_ON = {
 }
 
 
+# PoolObjectSQL::INVALID_NAME_CHARS, what PoolObjectSQL::name_is_valid refuses in a NAME
+INVALID_NAME_CHARS = set("&|:\\\";/'#{}$<>\t\n\v\f\r")
+
+# LifeCycleManager::trigger_deploy: the PROLOG (and, on prolog success, BOOT) state of a
+# deploy depends on what the previous HISTORY record was closed by
+_DEPLOY_STATES = {
+    st.HISTORY_ACTIONS["undeploy"]: ("PROLOG_UNDEPLOY", "BOOT_UNDEPLOY"),
+    st.HISTORY_ACTIONS["undeploy-hard"]: ("PROLOG_UNDEPLOY", "BOOT_UNDEPLOY"),
+    st.HISTORY_ACTIONS["stop"]: ("PROLOG_RESUME", "BOOT_STOPPED"),
+}
+
+
 def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def new_user(
+    user_id: int, name: str, password: str, driver: str, gid: int, groups: list[int]
+) -> User:
+    """UserPool::allocate: every user gets TEMPLATE/TOKEN_PASSWORD, one_util::random_password()
+    (the sha256 hex of a random int), the key OneGate signs the user's VM tokens with."""
+    template = Template()
+    template.add("TOKEN_PASSWORD", sha256_hex(str(secrets.randbelow(2**31))))
+    return User(user_id, name, password, driver, gid, list(groups), template=template)
 
 
 class Cloud:
@@ -80,8 +103,9 @@ class Cloud:
         # bumped on every VM/host state or placement change (the hypervisors follow it)
         self.changes = 0
         name, _, password = admin_session.partition(":")
-        self.users[0] = User(0, name, sha256_hex(password), gid=0, groups=[0])
-        self.users[1] = User(1, "serveradmin", sha256_hex(password), "server_cipher", 0, [0])
+        # UserPool::UserPool allocates both at bootstrap, like any user
+        self.users[0] = new_user(0, name, sha256_hex(password), "core", 0, [0])
+        self.users[1] = new_user(1, "serveradmin", sha256_hex(password), "server_cipher", 0, [0])
 
     def now(self) -> int:
         return int(self._clock())
@@ -172,26 +196,62 @@ class Cloud:
     def vm_xml(self, vm: Vm, form: str) -> str:
         return vm_xml(vm, form)
 
-    def host_xml(self, host: Host) -> str:
-        return host_xml(host, self.vms)
+    def host_xml(self, host: Host, monitoring: bool = False) -> str:
+        """The stored body (pools, hooks), or with `monitoring` what one.host.info shows."""
+        return host_xml(host, self.vms, monitoring)
+
+    def _actor(self, by: User | None) -> User:
+        """Who asked: the XML-RPC caller, or oneadmin for the control API and fleet files."""
+        return by if by is not None else self.users[0]
 
     # ------------------------------------------------------------------ VM state machine
 
-    def _set_state(self, vm: Vm, state: int, lcm_state: int) -> None:
+    def _set_state(self, vm: Vm, state: int, lcm_state: int, load_monitoring: bool = False) -> None:
+        """One write of the VM (VirtualMachinePool::update): hooks see it, pools then show it.
+
+        The body is written with the monitoring the VM object holds: its last record where
+        oned calls set_vm_info() before the write (`load_monitoring`), none anywhere else,
+        as the object was just read from the DB, whose bodies keep no MONITORING.
+        """
         if (vm.state, vm.lcm_state) == (state, lcm_state):
             return
         vm.prev_state, vm.prev_lcm_state = vm.state, vm.lcm_state
         vm.state, vm.lcm_state = state, lcm_state
+        vm.body_monitoring = vm.monitoring if load_monitoring else None
         self.changes += 1
-        vm.last_poll = self.now()
         vm.invalidate()
         if vm.history:
             self._touch_host(vm.host_id)
         self._emit_vm(vm)
+        if vm.running:
+            # the monitor reports a running VM; only one.vm.info loads the new record
+            vm.monitoring = self._probe(vm)
+            vm.invalidate()
+
+    def _probe(self, vm: Vm) -> Monitoring:
+        """What the KVM probes report for a running VM (sorted, as oned's Template keeps it)."""
+        now = self.now()
+        values = {
+            "CPU": f"{vm.cpu_fraction * 100:.2f}",
+            "DISKRDBYTES": str(vm.id * 4096 + 1_048_576),
+            "DISKRDIOPS": str(vm.id + 100),
+            "DISKWRBYTES": str(vm.id * 2048 + 524_288),
+            "DISKWRIOPS": str(vm.id + 50),
+            "ID": str(vm.id),
+            "MEMORY": str(int(vm.memory_mib() * 1024 * 0.8)),
+            "NETRX": str(vm.id * 1000 + 10_000),
+            "NETTX": str(vm.id * 700 + 7_000),
+            "TIMESTAMP": str(now),
+        }
+        return Monitoring(now, tuple(sorted(values.items())))
 
     def _walk(self, vm: Vm, *steps: tuple[str, str]) -> None:
         for state, lcm in steps:
             self._set_state(vm, st.VM_STATES[state], st.LCM_STATES[lcm])
+
+    def _walk_loaded(self, vm: Vm, state: str, lcm: str) -> None:
+        """A write after set_vm_info(): the body carries the VM's last monitoring record."""
+        self._set_state(vm, st.VM_STATES[state], st.LCM_STATES[lcm], load_monitoring=True)
 
     def _touch_host(self, host_id: int) -> None:
         host = self.hosts.get(host_id)
@@ -204,177 +264,245 @@ class Cloud:
         if hooks and self._listeners:
             # HookStateVM::format_message uses to_xml_extended(xml): every history record, so
             # a hook fired on RUNNING after a migration sees the source host too
-            event = StateEvent("VM", vm.id, state, lcm, vm_xml(vm, "full"), vm.hostname)
+            event = StateEvent("VM", vm.id, state, lcm, vm_xml(vm, "hook"), vm.hostname)
             for listener in self._listeners:
                 listener(event, hooks)
 
     def _refuse(self, vm: Vm, action: str) -> ActionRefused:
-        shown = st.lcm_state_name(vm.lcm_state) if vm.state == st.ACTIVE else None
-        shown = shown or st.vm_state_name(vm.state)
+        """DispatchManager's refusal, wrapped by VirtualMachineAction::request_execute."""
         return ActionRefused(
-            f'Error performing action "{action}": This action is not available for state {shown}'
+            f'Error performing action "{action}": '
+            f"This action is not available for state {self.state_str(vm)}"
         )
 
-    def _open_history(self, vm: Vm, host: Host, action: int = 0) -> None:
+    @staticmethod
+    def state_str(vm: Vm) -> str:
+        """VirtualMachine::state_str: the LCM state of an ACTIVE VM, else the VM state."""
+        if vm.state == st.ACTIVE:
+            return st.lcm_state_name(vm.lcm_state)
+        return st.vm_state_name(vm.state)
+
+    def _open_history(self, vm: Vm, host: Host) -> History:
+        """VirtualMachine::add_history (or cp_history): a record with no ACTION, UID/GID -1."""
         now = self.now()
-        vm.history.append(
-            History(
-                seq=len(vm.history),
-                hostname=host.name,
-                hid=host.id,
-                stime=now,
-                uid=vm.uid,
-                gid=vm.gid,
-                action=action,
-                pstime=now,
-                petime=now,
-                rstime=now,
-            )
+        record = History(
+            seq=len(vm.history),
+            hostname=host.name,
+            hid=host.id,
+            stime=now,
+            pstime=now,
+            petime=now,
+            rstime=now,
         )
+        vm.history.append(record)
         if vm.id not in host.vms:
             # oned keeps a host's VMS as a std::set: sorted, no duplicates
             bisect.insort(host.vms, vm.id)
         host.invalidate()
+        return record
 
-    def _close_history(self, vm: Vm, action: str, leave_host: bool) -> None:
-        if not vm.history:
-            return
+    @staticmethod
+    def _set_action(record: History, action: str, by: User) -> None:
+        """VirtualMachine::set_action: the record names the action and who asked for it."""
+        record.action = st.HISTORY_ACTIONS[action]
+        record.uid, record.gid = by.id, by.gid
+
+    @staticmethod
+    def _clear_action(vm: Vm) -> None:
+        """VirtualMachine::clear_action, on deploy success: no action, UID/GID -1 again."""
+        if vm.history:
+            record = vm.history[-1]
+            record.action, record.uid, record.gid = 0, -1, -1
+
+    def _end_stay(self, vm: Vm, record: History) -> None:
+        """The record's stay on its host ends (ETIME) and the host lets the VM go."""
         now = self.now()
-        last = vm.history[-1]
-        if not leave_host:
-            # poweroff / suspend: only the running period ends (set_running_etime); ETIME is
-            # set when the VM boots again or leaves the host (LifeCycleManager::trigger_restart)
-            last.retime = last.retime or now
-        elif not last.etime:
-            last.etime, last.retime = now, last.retime or now
-            last.estime = last.eetime = now
-        last.action = st.HISTORY_ACTIONS[action]
-        if leave_host:
-            host = self.hosts.get(last.hid)
-            if host is not None and vm.id in host.vms:
-                host.vms.remove(vm.id)
-                host.invalidate()
+        if not record.etime:
+            record.etime, record.retime = now, record.retime or now
+            record.estime = record.eetime = now
+        host = self.hosts.get(record.hid)
+        if host is not None and vm.id in host.vms:
+            host.vms.remove(vm.id)
+            host.invalidate()
 
-    def _usable_host(self, ref: int | str) -> Host:
+    def usable_host(self, ref: int | str) -> Host:
+        """RequestManagerVirtualMachine::get_host_information: the host exists, is not OFFLINE.
+
+        ERROR hosts are refused as well: the simulator places no VM on a failed host.
+        """
         host = self.host(ref)
-        if host.state in (st.HOST_STATES["OFFLINE"], st.HOST_STATES["ERROR"]):
+        if host.state == st.HOST_STATES["OFFLINE"]:
+            raise ActionRefused("Host is offline, cannot use it to deploy VM")
+        if host.state == st.HOST_STATES["ERROR"]:
             raise ActionRefused(
-                f"Host {host.name} [{host.id}] is {st.host_state_name(host.state)}; "
-                "VMs cannot be placed on it"
+                f"Host {host.name} [{host.id}] is ERROR; the simulator places no VM on it"
             )
         return host
 
     def deploy(self, vm_id: int, host_ref: int | str) -> Vm:
-        """PENDING/HOLD -> PROLOG -> BOOT -> RUNNING on the host; DEPLOY_ID one-<id>."""
+        """PENDING/HOLD/STOPPED/UNDEPLOYED -> ACTIVE -> PROLOG -> BOOT -> RUNNING on the host.
+
+        VirtualMachineDeploy checks the host before the VM; DispatchManager::deploy writes the
+        VM ACTIVE first, LifeCycleManager::trigger_deploy picks PROLOG_UNDEPLOY/PROLOG_RESUME
+        after an undeploy/stop, with the VM's monitoring loaded (set_vm_info).
+        """
+        host = self.usable_host(host_ref)
         vm = self.vm(vm_id)
-        if vm.state not in (st.PENDING, st.HOLD):
-            raise self._refuse(vm, "deploy")
-        host = self._usable_host(host_ref)
-        self._open_history(vm, host, action=0)
-        self._walk(vm, ("ACTIVE", "PROLOG"), ("ACTIVE", "BOOT"))
+        if vm.state not in (st.PENDING, st.HOLD, st.STOPPED, st.UNDEPLOYED):
+            raise ActionRefused(f"Deploy action is not available for state {self.state_str(vm)}")
+        previous = vm.history[-1].action if vm.history else 0
+        prolog, boot = _DEPLOY_STATES.get(previous, ("PROLOG", "BOOT"))
+        self._open_history(vm, host)
+        self._walk(vm, ("ACTIVE", "LCM_INIT"))
+        self._walk_loaded(vm, "ACTIVE", prolog)
+        self._walk(vm, ("ACTIVE", boot))
         vm.deploy_id = f"one-{vm.id}"
+        self._clear_action(vm)
         self._walk(vm, ("ACTIVE", "RUNNING"))
         return vm
 
-    def migrate(self, vm_id: int, host_ref: int | str, live: bool = True) -> Vm:
-        """RUNNING (live or save/restore) or POWEROFF (cold) VM moves; a new HISTORY record."""
+    def migrate(
+        self, vm_id: int, host_ref: int | str, live: bool = True, by: User | None = None
+    ) -> Vm:
+        """A RUNNING (live, or save/restore), POWEROFF or SUSPENDED (cold) VM moves hosts.
+
+        VirtualMachineMigrate::request_execute: host, then VM, then its state; add_history
+        opens the new record before the LCM moves the VM, and the old one ends on success.
+        """
+        actor = self._actor(by)
+        host = self.usable_host(host_ref)
         vm = self.vm(vm_id)
-        host = self._usable_host(host_ref)
-        if not (vm.running or vm.state == st.POWEROFF):
-            raise self._refuse(vm, "migrate")
+        movable = vm.state in (st.POWEROFF, st.SUSPENDED) or (
+            vm.state == st.ACTIVE and vm.lcm_state in (st.RUNNING, st.LCM_STATES["UNKNOWN"])
+        )
+        if not movable:
+            raise ActionRefused(f"Migrate action is not available for state {self.state_str(vm)}")
         if host.id == vm.host_id:
             raise ActionRefused(f"VM is already running on host [{host.id}] and datastore [0]")
-        if vm.state == st.POWEROFF:
-            self._walk(vm, ("ACTIVE", "PROLOG_MIGRATE_POWEROFF"))
-            self._close_history(vm, "migrate", leave_host=True)
-            self._open_history(vm, host)
-            self._walk(vm, ("POWEROFF", "LCM_INIT"))
+        if vm.lcm_state == st.LCM_STATES["UNKNOWN"]:
+            raise ActionRefused("the simulator does not migrate VMs in UNKNOWN")
+        old = vm.history[-1]
+        new = self._open_history(vm, host)
+        if vm.state in (st.POWEROFF, st.SUSPENDED):
+            # trigger_migrate: PROLOG_MIGRATE_POWEROFF/SUSPEND, action MIGRATE on the new record
+            resting = st.vm_state_name(vm.state)
+            prolog = (
+                "PROLOG_MIGRATE_POWEROFF" if vm.state == st.POWEROFF else ("PROLOG_MIGRATE_SUSPEND")
+            )
+            self._set_action(new, "migrate", actor)
+            self._end_stay(vm, old)
+            self._walk_loaded(vm, "ACTIVE", prolog)
+            self._walk(vm, (resting, "LCM_INIT"))
             return vm
         if live:
-            self._walk(vm, ("ACTIVE", "MIGRATE"))
-            self._close_history(vm, "live-migrate", leave_host=True)
-            self._open_history(vm, host)
+            # trigger_live_migrate: set_previous_action(LIVE_MIGRATE_ACTION) on the old record
+            self._set_action(old, "live-migrate", actor)
+            self._walk_loaded(vm, "ACTIVE", "MIGRATE")
+            self._end_stay(vm, old)
         else:
-            self._walk(vm, ("ACTIVE", "SAVE_MIGRATE"))
-            self._close_history(vm, "migrate", leave_host=True)
-            self._open_history(vm, host)
-            self._walk(vm, ("ACTIVE", "PROLOG_MIGRATE"), ("ACTIVE", "BOOT"))
+            # trigger_migrate from RUNNING: SAVE_MIGRATE with the action on both records
+            self._set_action(new, "migrate", actor)
+            self._set_action(old, "migrate", actor)
+            self._walk_loaded(vm, "ACTIVE", "SAVE_MIGRATE")
+            self._end_stay(vm, old)
+            self._walk(vm, ("ACTIVE", "PROLOG_MIGRATE"), ("ACTIVE", "BOOT_MIGRATE"))
+            self._clear_action(vm)
         self._walk(vm, ("ACTIVE", "RUNNING"))
         return vm
 
-    def poweroff(self, vm_id: int, hard: bool = False) -> Vm:
+    def poweroff(self, vm_id: int, hard: bool = False, by: User | None = None) -> Vm:
         """RUNNING -> SHUTDOWN_POWEROFF -> POWEROFF; the VM keeps its place on the host."""
         vm = self.vm(vm_id)
+        action = "poweroff-hard" if hard else "poweroff"
         if not (vm.state == st.ACTIVE and vm.lcm_state in (st.RUNNING, st.LCM_STATES["UNKNOWN"])):
-            raise self._refuse(vm, "poweroff-hard" if hard else "poweroff")
+            raise self._refuse(vm, action)
+        record = vm.history[-1]
+        self._set_action(record, action, self._actor(by))
         self._walk(vm, ("ACTIVE", "SHUTDOWN_POWEROFF"))
-        self._close_history(vm, "poweroff", leave_host=False)
+        # only the running period ends (set_running_etime); ETIME is set when the VM boots
+        # again or leaves the host (LifeCycleManager::trigger_restart)
+        record.retime = record.retime or self.now()
         self._walk(vm, ("POWEROFF", "LCM_INIT"))
         return vm
 
-    def suspend(self, vm_id: int) -> Vm:
+    def suspend(self, vm_id: int, by: User | None = None) -> Vm:
         """RUNNING -> SAVE_SUSPEND -> SUSPENDED; the VM keeps its place on the host."""
         vm = self.vm(vm_id)
         if not vm.running:
             raise self._refuse(vm, "suspend")
+        record = vm.history[-1]
+        self._set_action(record, "suspend", self._actor(by))
         self._walk(vm, ("ACTIVE", "SAVE_SUSPEND"))
-        self._close_history(vm, "suspend", leave_host=False)
+        record.retime = record.retime or self.now()
         self._walk(vm, ("SUSPENDED", "LCM_INIT"))
         return vm
 
-    def resume(self, vm_id: int) -> Vm:
-        """POWEROFF/SUSPENDED boot again on their host; STOPPED/UNDEPLOYED go back to PENDING."""
+    def resume(self, vm_id: int, by: User | None = None) -> Vm:
+        """POWEROFF/SUSPENDED boot again on their host; STOPPED/UNDEPLOYED go back to PENDING.
+
+        LifeCycleManager::trigger_restart / trigger_restore: the old record ends, cp_history
+        opens a new one with set_action(RESUME_ACTION), cleared once the VM runs.
+        """
         vm = self.vm(vm_id)
         if vm.state in (st.POWEROFF, st.SUSPENDED):
             host = self.host(vm.host_id)
             boot = "BOOT_POWEROFF" if vm.state == st.POWEROFF else "BOOT_SUSPENDED"
-            if vm.history and not vm.history[-1].etime:
+            if not vm.history[-1].etime:
                 vm.history[-1].etime = self.now()
-            self._open_history(vm, host, action=0)
-            self._walk(vm, ("ACTIVE", boot), ("ACTIVE", "RUNNING"))
+            record = self._open_history(vm, host)
+            self._set_action(record, "resume", self._actor(by))
+            self._walk(vm, ("ACTIVE", boot))
+            self._clear_action(vm)
+            self._walk(vm, ("ACTIVE", "RUNNING"))
         elif vm.state in (st.UNDEPLOYED, st.STOPPED):
             self._walk(vm, ("PENDING", "LCM_INIT"))
         else:
             raise self._refuse(vm, "resume")
         return vm
 
-    def undeploy(self, vm_id: int, hard: bool = False) -> Vm:
+    def undeploy(self, vm_id: int, hard: bool = False, by: User | None = None) -> Vm:
         """RUNNING/POWEROFF -> EPILOG_UNDEPLOY -> UNDEPLOYED; the host's capacity is freed."""
         vm = self.vm(vm_id)
+        action = "undeploy-hard" if hard else "undeploy"
+        if not (vm.running or vm.state == st.POWEROFF):
+            raise self._refuse(vm, action)
+        record = vm.history[-1]
+        self._set_action(record, action, self._actor(by))
         if vm.running:
             self._walk(vm, ("ACTIVE", "SHUTDOWN_UNDEPLOY"))
-        elif vm.state != st.POWEROFF:
-            raise self._refuse(vm, "undeploy-hard" if hard else "undeploy")
-        self._close_history(vm, "undeploy", leave_host=True)
+        self._end_stay(vm, record)
         self._walk(vm, ("ACTIVE", "EPILOG_UNDEPLOY"), ("UNDEPLOYED", "LCM_INIT"))
         return vm
 
-    def terminate(self, vm_id: int, hard: bool = False) -> Vm:
+    def terminate(self, vm_id: int, hard: bool = False, by: User | None = None) -> Vm:
         """Any live VM -> (SHUTDOWN) -> EPILOG -> DONE; DONE VMs stay in the pool (state -2)."""
         vm = self.vm(vm_id)
         action = "terminate-hard" if hard else "terminate"
         if vm.state == st.DONE:
             raise self._refuse(vm, action)
+        if vm.history and vm.host_id in self.hosts and vm.id in self.hosts[vm.host_id].vms:
+            self._set_action(vm.history[-1], action, self._actor(by))
         if vm.running and not hard:
             self._walk(vm, ("ACTIVE", "SHUTDOWN"))
         if vm.state == st.ACTIVE or vm.state in (st.POWEROFF, st.SUSPENDED):
             self._walk(vm, ("ACTIVE", "EPILOG"))
-        self._close_history(vm, action, leave_host=True)
+        if vm.history:
+            self._end_stay(vm, vm.history[-1])
         vm.etime = self.now()
         self._walk(vm, ("DONE", "LCM_INIT"))
         return vm
 
-    def vm_action(self, action: str, vm_id: int) -> Vm:
+    def vm_action(self, action: str, vm_id: int, by: User | None = None) -> Vm:
         """one.vm.action's actions that the simulator models."""
         table: dict[str, Callable[[int], Vm]] = {
-            "terminate": self.terminate,
-            "terminate-hard": lambda i: self.terminate(i, hard=True),
-            "poweroff": self.poweroff,
-            "poweroff-hard": lambda i: self.poweroff(i, hard=True),
-            "suspend": self.suspend,
-            "resume": self.resume,
-            "undeploy": self.undeploy,
-            "undeploy-hard": lambda i: self.undeploy(i, hard=True),
+            "terminate": lambda i: self.terminate(i, by=by),
+            "terminate-hard": lambda i: self.terminate(i, hard=True, by=by),
+            "poweroff": lambda i: self.poweroff(i, by=by),
+            "poweroff-hard": lambda i: self.poweroff(i, hard=True, by=by),
+            "suspend": lambda i: self.suspend(i, by=by),
+            "resume": lambda i: self.resume(i, by=by),
+            "undeploy": lambda i: self.undeploy(i, by=by),
+            "undeploy-hard": lambda i: self.undeploy(i, hard=True, by=by),
         }
         try:
             operation = table[action]
@@ -448,7 +576,7 @@ class Cloud:
                 raise AllocateError(f"Group {gid} does not exist")
         groups = groups or [1]
         stored = sha256_hex(password) if driver == "core" else password
-        user = User(max(self.users) + 1, name, stored, driver, groups[0], list(groups))
+        user = new_user(max(self.users) + 1, name, stored, driver, groups[0], groups)
         self.users[user.id] = user
         return user
 
@@ -465,28 +593,37 @@ class Cloud:
     # ------------------------------------------------------------------ hooks
 
     def allocate_hook(self, text: str) -> Hook:
-        """one.hook.allocate of a state hook (RESOURCE VM or HOST), validated as oned does."""
+        """one.hook.allocate of a state hook (RESOURCE VM or HOST), checked in oned's order.
+
+        HookAllocate::pool_allocate (TYPE), HookPool::allocate (NAME valid and free), then
+        Hook::insert (COMMAND, REMOTE, RESOURCE, the resource's parse_template, the XML).
+        """
         try:
             tmpl = parse_template(text)
         except TemplateError as exc:
             raise AllocateError(f"Parse error: {exc}") from None
+        hook_type = tmpl.get_str("TYPE").lower()
+        if hook_type not in ("state", "api"):
+            raise AllocateError(f"Invalid Hook type: {hook_type}")
         name = tmpl.get_str("NAME")
+        if not name or len(name) > 128 or INVALID_NAME_CHARS.intersection(name):
+            raise AllocateError("Invalid name.")
+        taken = self.hook_by_name(name)
+        if taken is not None:
+            raise AllocateError(f"NAME is already taken by Hook {taken.id}.")
         tmpl.erase("NAME")
-        if not name:
-            raise AllocateError("No NAME in template for Hook.")
         command = tmpl.get_str("COMMAND")
         if not command:
             raise AllocateError("No COMMAND in template for Hook.")
-        hook_type = tmpl.get_str("TYPE").lower()
+        tmpl.replace("COMMAND", command)
+        try:
+            tmpl.replace("REMOTE", self._remote(tmpl))
+            self._check_timeout(tmpl)
+        except TemplateRejected as exc:
+            raise AllocateError(exc.message) from None
         tmpl.erase("TYPE")
-        if hook_type not in ("state", "api"):
-            raise AllocateError("No TYPE or invalid one in template for Hook.")
         if hook_type == "api":
             raise AllocateError("API hooks are not simulated; register a TYPE=state hook")
-        remote = tmpl.get_str("REMOTE", "NO").upper() in ("YES", "TRUE")
-        if remote:
-            raise AllocateError("REMOTE hooks (run over ssh on the host) are not simulated")
-        tmpl.replace("REMOTE", "NO")
         resource = tmpl.get_str("RESOURCE").upper()
         if not resource:
             raise AllocateError("RESOURCE attribute is required for STATE hooks.")
@@ -504,13 +641,25 @@ class Cloud:
         tmpl.replace("RESOURCE", resource)
         if not tmpl.renders_as_xml():  # Hook::insert_replace's validate_xml
             raise AllocateError("Error transforming the Hook to XML.")
-        timeout = tmpl.get_str("TIMEOUT")
-        if timeout and not timeout.strip().isdigit():
-            raise AllocateError(f"TIMEOUT must be a number of seconds, got {timeout!r}")
         hook = Hook(self._next_hook, name, "state", tmpl)
         self._next_hook += 1
         self.hooks[hook.id] = hook
         return hook
+
+    @staticmethod
+    def _remote(tmpl: Template) -> str:
+        """Hook::insert: REMOTE read as a bool (only YES is true) and written back YES/NO, so
+        a hook given none shows REMOTE="NO" (Template::add(name, bool))."""
+        if tmpl.get_str("REMOTE").upper() == "YES":
+            raise TemplateRejected("REMOTE hooks (run over ssh on the host) are not simulated")
+        return "NO"
+
+    @staticmethod
+    def _check_timeout(tmpl: Template) -> None:
+        """The simulator's own check: onehem would read a non-number TIMEOUT as 0."""
+        timeout = tmpl.get_str("TIMEOUT")
+        if timeout and not timeout.strip().isdigit():
+            raise TemplateRejected(f"TIMEOUT must be a number of seconds, got {timeout!r}")
 
     @staticmethod
     def _parse_vm_hook(tmpl: Template) -> None:
@@ -531,7 +680,59 @@ class Cloud:
         tmpl.replace("STATE", state)
         tmpl.replace("LCM_STATE", lcm)
 
+    def hook_by_name(self, name: str) -> Hook | None:
+        return next((h for h in self.hooks.values() if h.name == name), None)
+
+    def update_hook(self, hook_id: int, text: str, merge: bool) -> Hook:
+        """one.hook.update: mode 0 replaces the TEMPLATE, 1 merges into it; the result must
+        pass Hook::post_update_template or the hook keeps its old template.
+
+        PoolObjectSQL::replace_template / append_template, then Hook::post_update_template:
+        COMMAND must be there, REMOTE is rewritten YES/NO when present, and the hook's kind
+        (chosen by its RESOURCE when it was loaded) checks STATE, and LCM_STATE for VMs
+        (HookStateVM/HookStateHost::post_update_template). ON is not read again.
+        """
+        hook = self.hook(hook_id)
+        try:
+            new = parse_template(text)
+        except TemplateError as exc:
+            raise TemplateRejected(f"Cannot update template. Parse error: {exc}") from None
+        if merge:
+            candidate = hook.template.copy()
+            candidate.merge(new)
+        else:
+            candidate = new
+        try:
+            self._post_update_hook(hook.resource, candidate)
+        except TemplateRejected as exc:
+            raise TemplateRejected(f"Cannot update template. {exc.message}") from None
+        if not candidate.renders_as_xml():
+            # like host.update: the write-back fails validate_xml, the call still succeeds
+            return hook
+        hook.template = candidate
+        return hook
+
+    def _post_update_hook(self, resource: str, tmpl: Template) -> None:
+        command = tmpl.get_str("COMMAND")
+        if not command:
+            raise TemplateRejected("The COMMAND attribute is not defined.")
+        tmpl.replace("COMMAND", command)
+        if tmpl.get("REMOTE") is not None:
+            tmpl.replace("REMOTE", self._remote(tmpl))
+        state = tmpl.get_str("STATE").upper()
+        valid = st.VM_STATES if resource == "VM" else st.HOST_STATES
+        if state not in valid:
+            raise TemplateRejected("The STATE attribute is not defined or it's invalid.")
+        tmpl.replace("STATE", state)
+        if resource == "VM":
+            lcm = tmpl.get_str("LCM_STATE").upper()
+            if lcm not in st.LCM_STATES:
+                raise TemplateRejected("The LCM_STATE attribute is not defined or it's invalid.")
+            tmpl.replace("LCM_STATE", lcm)
+        self._check_timeout(tmpl)
+
     def delete_hook(self, hook_id: int) -> None:
+        """one.hook.delete: the hook and its log go (Hook::drop drops its HookLog rows)."""
         self.hook(hook_id)
         del self.hooks[hook_id]
 

@@ -53,6 +53,8 @@ class DemoConfig(ServiceConfig):
     agent_port: int = option(8080, "port of every host's rapl_agent (on the host's address)")
     exporter_listen: Listen = option(Listen("127.0.0.1", 9925), "vm_exporter address")
     authd_listen: Listen = option(Listen("127.0.0.1", 9932), "authd address")
+    discovery_listen: Listen = option(Listen("127.0.0.1", 9930), "discovery address")
+    geo_listen: Listen = option(Listen("127.0.0.1", 9931), "geo address")
     refresh: float = option(3.0, "seconds between table refreshes", metavar="SECONDS")
     duration: float = option(0.0, "stop after this many seconds (0: until Ctrl-C)", metavar="S")
     workdir: Path | None = option(
@@ -159,6 +161,73 @@ def authd(ctx: Context) -> list[Instance]:
     ]
 
 
+def discovery(ctx: Context) -> list[Instance]:
+    """discovery in file_sd mode into the workdir, patching a prometheus.yml of its own there
+    (no Prometheus runs in the demo: --reload none)."""
+    listen = ctx.config.discovery_listen
+    config = ctx.workdir / "prometheus" / "prometheus.yml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    if not config.exists():
+        config.write_text(
+            "# the demo's Prometheus config; discovery adds its jobs below\n"
+            "global:\n  scrape_interval: 15s\nscrape_configs: []\n"
+        )
+    check = [] if shutil.which("promtool") else ["--no-config-check"]
+    return [
+        Instance(
+            "discovery",
+            _module("discovery")
+            + [
+                "--listen",
+                str(listen),
+                "--one-xmlrpc",
+                ctx.rpc_url,
+                "--one-auth",
+                str(ctx.one_auth),
+                "--sd-dir",
+                str(ctx.workdir / "sd"),
+                "--prometheus-config",
+                str(config),
+                "--reload",
+                "none",
+                "--reconcile-interval",
+                "5",
+                "--agent-port",
+                str(ctx.config.agent_port),
+                "--vm-exporter",
+                str(ctx.config.exporter_listen),
+                *check,
+            ],  # fmt: skip
+            f"http://{listen}/healthz",
+            [f"http://{listen}/v1/targets  ({ctx.workdir / 'sd'}/*.json)"],
+        )
+    ]
+
+
+def geo(ctx: Context) -> list[Instance]:
+    """geo against the simulated oned: the generated hosts carry PUBLIC_IPs in a few countries."""
+    listen = ctx.config.geo_listen
+    base = f"http://{listen}"
+    return [
+        Instance(
+            "geo",
+            _module("geo")
+            + [
+                "--listen",
+                str(listen),
+                "--one-xmlrpc",
+                ctx.rpc_url,
+                "--one-auth",
+                str(ctx.one_auth),
+                "--reconcile-interval",
+                "30",
+            ],  # fmt: skip
+            f"{base}/healthz",
+            [f"{base}/v1/hosts", f"{base}/v1/lookup?ip=193.0.6.139"],
+        )
+    ]
+
+
 @dataclasses.dataclass(frozen=True)
 class DemoService:
     """A service of the product and how the demo starts it."""
@@ -172,6 +241,8 @@ SERVICES: tuple[DemoService, ...] = (
     DemoService("rapl_agent", rapl_agents),
     DemoService("vm_exporter", vm_exporter),
     DemoService("authd", authd),
+    DemoService("discovery", discovery),
+    DemoService("geo", geo),
 )
 
 
@@ -280,6 +351,7 @@ class Demo:
         self.control = f"http://{config.control_listen}"
         self.rpc_url = f"http://{config.listen}/RPC2"
         self.exporter: str | None = None
+        self.geo: str | None = None
         self.agents: dict[str, str] = {}
         self.header: list[str] = []
 
@@ -328,6 +400,8 @@ class Demo:
                         self.agents[host] = inst.urls[1]
                     elif service.name == "vm_exporter":
                         self.exporter = inst.urls[0]
+                    elif service.name == "geo":
+                        self.geo = inst.urls[0]
                 else:
                     self.header.append(
                         f"  {inst.label:<19} FAILED to start; log: {self.logs}: "
@@ -352,18 +426,26 @@ class Demo:
         if not self.agents and exporter is None:
             source = "none (no power service is built)"
         rows = vm_rows(vms, agents, exporter)
+        templates = {}
+        if self.geo:  # what geo wrote, as oned (the simulator) holds it
+            for h in (_get_json(self.control + "/v1/hosts") or {}).get("hosts", []):
+                templates[h["name"]] = h.get("template") or {}
         hosts = []
         for h in sim_hosts:
             reading = agents.get(h["host"])
-            hosts.append(
-                {
-                    "name": h["host"],
-                    "address": h["hostname"],
-                    "vms": len(h["vms"]),
-                    "measured_w": reading["host_w"] if reading else None,
-                    "model_w": h["power_w"],
-                }
-            )
+            host = {
+                "name": h["host"],
+                "address": h["hostname"],
+                "vms": len(h["vms"]),
+                "measured_w": reading["host_w"] if reading else None,
+                "model_w": h["power_w"],
+            }
+            if self.geo:
+                template = templates.get(h["host"], {})
+                host["public_ip"] = template.get("PUBLIC_IP", "")
+                host["geolocation"] = template.get("GEOLOCATION", "")
+                host["country"] = template.get("GEOLOCATION_COUNTRY", "")
+            hosts.append(host)
         stamp = time.strftime("%H:%M:%S")
         return render(rows, hosts, f"{source}, at {stamp}", self.header)
 

@@ -48,6 +48,7 @@ class NicSpec:
     ip6: str = ""
     network: str = "public"
     network_id: int = 0
+    parent: int = 0  # NIC_ALIAS only: the index of the NIC it is an alias of
 
 
 @dataclass
@@ -63,6 +64,7 @@ class VmSpec:
     disks: list[int] = field(default_factory=lambda: [2252])
     nics: list[NicSpec] = field(default_factory=list)
     pci_nics: list[NicSpec] = field(default_factory=list)
+    nic_aliases: list[NicSpec] = field(default_factory=list)
     context: dict[str, Any] = field(default_factory=dict)
     user_template: dict[str, Any] = field(default_factory=dict)
     template: dict[str, Any] = field(default_factory=dict)
@@ -92,6 +94,20 @@ _ROLES = ("frontend", "worker", "db")
 _IMAGES = (("ubuntu2204", 2252), ("alma9", 10240), ("debian12", 2048))
 
 
+# Public addresses the generated hosts carry as PUBLIC_IP (for one-geo and the carbon figures):
+# well-known networks in several countries, by DB-IP City Lite 2023-04: Stockholm SE (Netnod),
+# Warsaw PL (wp.pl), Madrid ES (RedIRIS), Amsterdam NL (RIPE NCC), Espoo FI (Funet), and an
+# IPv6 one in Warsaw PL (NASK). Only looked up offline; nothing ever sends traffic to them.
+DEMO_PUBLIC_IPS = (
+    "192.36.148.17",
+    "212.77.98.9",
+    "130.206.1.1",
+    "193.0.6.139",
+    "193.166.3.2",
+    "2001:6a0::1",
+)
+
+
 def host_address(base: str, index: int) -> str:
     """The index-th address from `--host-ip-base` (kvm-01 gets the base itself)."""
     return str(ipaddress.IPv4Address(base) + index)
@@ -114,6 +130,7 @@ def generate_fleet(
                 hostname=host_address(host_ip_base, i),
                 cpus=rng.choice((16, 32, 48, 64)),
                 memory_mib=rng.choice((64, 128, 256, 512)) * 1024,
+                template={"PUBLIC_IP": DEMO_PUBLIC_IPS[i % len(DEMO_PUBLIC_IPS)]},
             )
         )
     vm_specs = []
@@ -301,6 +318,7 @@ _VM_KEYS = {
     "disks",
     "nics",
     "pci_nics",
+    "nic_aliases",
     "context",
     "user_template",
     "template",
@@ -337,6 +355,7 @@ def vm_spec(raw: Any, where: str, host_names: set[str] | None = None) -> VmSpec:
         if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
             raise FleetError(f"{where}.disks[{i}]: a size in MiB, got {size!r}")
     name = _get(data, "name", where, str, "")
+    nics = _nics(data, "nics", where)
     return VmSpec(
         id=vm_id,
         name=name,
@@ -347,8 +366,9 @@ def vm_spec(raw: Any, where: str, host_names: set[str] | None = None) -> VmSpec:
         vcpu=vcpu,
         cpu_fraction=fraction,
         disks=list(disks),
-        nics=_nics(data, "nics", where),
+        nics=nics,
         pci_nics=_nics(data, "pci_nics", where),
+        nic_aliases=_aliases(data, where, len(nics)),
         context=_attrs(data, "context", where),
         user_template=_attrs(data, "user_template", where),
         template=_attrs(data, "template", where),
@@ -360,18 +380,29 @@ def _vm(raw: Any, index: int, host_names: set[str]) -> VmSpec:
     return vm_spec(raw, f"vms[{index}]", host_names)
 
 
-def _nics(data: Mapping, key: str, where: str) -> list[NicSpec]:
+def _aliases(data: Mapping, where: str, nic_count: int) -> list[NicSpec]:
+    aliases = _nics(data, "nic_aliases", where, frozenset({"parent"}))
+    for i, alias in enumerate(aliases):
+        if not 0 <= alias.parent < nic_count:
+            raise FleetError(f"{where}.nic_aliases[{i}].parent: no NIC {alias.parent} in nics")
+    return aliases
+
+
+def _nics(
+    data: Mapping, key: str, where: str, extra: frozenset[str] = frozenset()
+) -> list[NicSpec]:
     out = []
     for i, raw in enumerate(_list(data.get(key, []), f"{where}.{key}")):
         spot = f"{where}.{key}[{i}]"
         if isinstance(raw, str):
             raw = {"ip": raw}
-        nic = _mapping(raw, spot, {"ip", "ip6", "network", "network_id"})
+        nic = _mapping(raw, spot, {"ip", "ip6", "network", "network_id", *extra})
         spec = NicSpec(
             ip=_get(nic, "ip", spot, str, ""),
             ip6=_get(nic, "ip6", spot, str, ""),
             network=_get(nic, "network", spot, str, "public"),
             network_id=_get(nic, "network_id", spot, int, 0),
+            parent=_get(nic, "parent", spot, int, 0),
         )
         for label, text, version in (("ip", spec.ip, 4), ("ip6", spec.ip6, 6)):
             if text:
@@ -404,6 +435,53 @@ def _user(raw: Any, index: int) -> UserSpec:
 # ---------------------------------------------------------------------------------------------
 # Specs to model objects
 # ---------------------------------------------------------------------------------------------
+
+# What VirtualMachine::insert moves from the user's template into TEMPLATE (there and in the
+# parse_* / get_* functions it calls, src/vm/VirtualMachine.cc and VirtualMachineParser.cc:
+# parse_well_known_attributes, parse_os, parse_cpu_model, parse_pci, parse_defaults,
+# parse_vrouter, get_network_leases, get_disk_images, parse_graphics, parse_video,
+# get_vmgroup). Every other attribute stays in USER_TEMPLATE.
+TEMPLATE_ATTRIBUTES = frozenset(
+    {
+        "CLONING_TEMPLATE_ID",
+        "CONTEXT",
+        "CPU",
+        "CPU_COST",
+        "CPU_MODEL",
+        "DISK",
+        "DISK_COST",
+        "EMULATOR",
+        "FEATURES",
+        "GRAPHICS",
+        "HYPERV_OPTIONS",
+        "INPUT",
+        "MEMORY",
+        "MEMORY_COST",
+        "MEMORY_MAX",
+        "MEMORY_RESIZE_MODE",
+        "MEMORY_SLOTS",
+        "NIC",
+        "NIC_ALIAS",
+        "NIC_DEFAULT",
+        "NUMA_NODE",
+        "OS",
+        "PCI",
+        "RAW",
+        "SPICE_OPTIONS",
+        "SUBMIT_ON_HOLD",
+        "TEMPLATE_ID",
+        "TM_MAD_SYSTEM",
+        "TOPOLOGY",
+        "TPM",
+        "VCPU",
+        "VCPU_MAX",
+        "VIDEO",
+        "VMGROUP",
+        "VROUTER_ID",
+        "VROUTER_KEEPALIVED_ID",
+        "VROUTER_KEEPALIVED_PASSWORD",
+    }
+)
 
 
 def make_host(spec: HostSpec, host_id: int) -> Host:
@@ -517,6 +595,7 @@ def make_vm(spec: VmSpec, vm_id: int, now: int, owner: User) -> Vm:
             context[f"ETH{nic_id}_IP6_PREFIX_LENGTH"] = "64"
         context[f"ETH{nic_id}_MAC"] = mac
         tmpl.add("NIC", values)
+    _add_aliases(tmpl, context, spec, vm_id)
     context.update({k: _scalar(v) for k, v in spec.context.items()})
     tmpl.add("CONTEXT", context)
     seed_uuid = uuid.UUID(bytes=hashlib.sha256(f"vm/{vm_id}/{spec.name}".encode()).digest()[:16])
@@ -536,6 +615,7 @@ def make_vm(spec: VmSpec, vm_id: int, now: int, owner: User) -> Vm:
             "NETWORK_ID": str(nic.network_id or 1),
             "NIC_ID": str(nic_id),
             "PCI_ID": str(pci_id),
+            "SECURITY_GROUPS": "0",
             "SHORT_ADDRESS": f"3b:02.{pci_id + 1}",
             "SLOT": "02",
             "TYPE": "NIC",
@@ -548,13 +628,18 @@ def make_vm(spec: VmSpec, vm_id: int, now: int, owner: User) -> Vm:
     tmpl.add("TM_MAD_SYSTEM", "ssh")
     tmpl.add("VCPU", str(spec.vcpu))
     tmpl.add("VMID", str(vm_id))
-    for name, value in spec.template.items():
-        if not name.startswith("_"):
-            if isinstance(value, Mapping):
-                tmpl.replace(name, {str(k).upper(): _scalar(v) for k, v in value.items()})
-            else:
-                tmpl.replace(name, _scalar(value))
     user_template = Template.from_mapping(spec.user_template)
+    for name, value in spec.template.items():
+        if name.startswith("_"):
+            continue
+        # attributes oned does not know stay in USER_TEMPLATE (VirtualMachine::insert)
+        target = tmpl if name in TEMPLATE_ATTRIBUTES else user_template
+        target.erase(name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, Mapping):
+                target.add(name, {str(k).upper(): _scalar(v) for k, v in item.items()})
+            else:
+                target.add(name, _scalar(item))
     return Vm(
         id=vm_id,
         name=spec.name or f"vm-{vm_id}",
@@ -566,8 +651,51 @@ def make_vm(spec: VmSpec, vm_id: int, now: int, owner: User) -> Vm:
         uname=owner.name,
         gname=owner.gname,
         cpu_fraction=spec.cpu_fraction,
-        last_poll=now,
     )
+
+
+def _add_aliases(tmpl: Template, context: dict[str, str], spec: VmSpec, vm_id: int) -> None:
+    """NIC_ALIAS as VirtualMachineNics::get_network_leases sets them up: NIC_IDs after the NICs
+    and PCI NICs, PARENT/PARENT_ID naming the NIC, ALIAS_ID counting per parent, the parent's
+    ALIAS_IDS, and the ETH<parent>_ALIAS<n>_* CONTEXT (parse_context_network)."""
+    nics = tmpl.get_all("NIC")
+    per_parent: dict[int, list[str]] = {}
+    for i, alias in enumerate(spec.nic_aliases):
+        nic_id = len(spec.nics) + len(spec.pci_nics) + i
+        alias_id = len(per_parent.setdefault(alias.parent, []))
+        per_parent[alias.parent].append(str(nic_id))
+        mac = _mac(alias.ip, vm_id, nic_id)
+        values = {
+            "ALIAS_ID": str(alias_id),
+            "AR_ID": "0",
+            "BRIDGE": "br0" if alias.network == "public" else f"br-{alias.network}",
+            "BRIDGE_TYPE": "linux",
+            "CLUSTER_ID": "0",
+            "MAC": mac,
+            "NAME": f"NIC{alias.parent}_ALIAS{alias_id}",
+            "NETWORK": alias.network,
+            "NETWORK_ID": str(alias.network_id),
+            "NIC_ID": str(nic_id),
+            "PARENT": f"NIC{alias.parent}",
+            "PARENT_ID": str(alias.parent),
+            "SECURITY_GROUPS": "0",
+            "VN_MAD": "bridge",
+        }
+        prefix = f"ETH{alias.parent}_ALIAS{alias_id}_"
+        if alias.ip:
+            values["IP"] = alias.ip
+            context[prefix + "IP"] = alias.ip
+            context[prefix + "MASK"] = "255.255.255.0"
+        if alias.ip6:
+            values["IP6"] = alias.ip6
+            context[prefix + "IP6"] = alias.ip6
+            context[prefix + "IP6_PREFIX_LENGTH"] = "64"
+        context[prefix + "MAC"] = mac
+        tmpl.add("NIC_ALIAS", values)
+    for parent, ids in per_parent.items():
+        nic = nics[parent]
+        if isinstance(nic, dict):
+            nic["ALIAS_IDS"] = ",".join(ids)
 
 
 def _num(value: float) -> str:

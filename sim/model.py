@@ -21,14 +21,18 @@ GROUPS = {0: "oneadmin", 1: "users"}
 
 @dataclass
 class History:
-    """One HISTORY record: a stay of a VM on a host."""
+    """One HISTORY record: a stay of a VM on a host.
+
+    UID/GID name who performed ACTION; History's constructor leaves them -1 and
+    VirtualMachine::clear_action puts them back to -1 when the VM runs again.
+    """
 
     seq: int
     hostname: str
     hid: int
     stime: int
-    uid: int = 0
-    gid: int = 0
+    uid: int = -1
+    gid: int = -1
     etime: int = 0
     action: int = 0
     cid: int = 0
@@ -43,9 +47,23 @@ class History:
     eetime: int = 0
 
 
+@dataclass(frozen=True)
+class Monitoring:
+    """One row of oned's vm_monitoring table: what the monitor last reported for a VM."""
+
+    timestamp: int
+    values: tuple[tuple[str, str], ...]
+
+
 @dataclass(eq=False)
 class Vm:
-    """A virtual machine; TEMPLATE and USER_TEMPLATE hold every attribute oned would."""
+    """A virtual machine; TEMPLATE and USER_TEMPLATE hold every attribute oned would.
+
+    `monitoring` is the VM's last monitoring record (what one.vm.info loads);
+    `body_monitoring` what the VM's stored body carries, which pool calls and hooks show:
+    oned writes a VM with its monitoring loaded only on a few transitions, and with none
+    (LAST_POLL 0) on every other.
+    """
 
     id: int
     name: str
@@ -64,7 +82,8 @@ class Vm:
     deploy_id: str = ""
     history: list[History] = field(default_factory=list)
     cpu_fraction: float = 0.1
-    last_poll: int = 0
+    monitoring: Monitoring | None = None
+    body_monitoring: Monitoring | None = None
     cache: dict[str, str] = field(default_factory=dict, repr=False)
     rpc_cache: dict[str, bytes] = field(default_factory=dict, repr=False)
 

@@ -1,10 +1,11 @@
 """oned's XML-RPC API over the simulated cloud: methods, argument checks, replies, errors.
 
 Replies have oned's shapes: `[true, body, 0]` on success and `[false, message, code, resp_id,
-replication_idx]` on failure, with `[method] ...` messages and the error codes of
-include/Request.h. Arguments are checked the way xmlrpc-c's paramList does (a wrong type or
-a missing argument is an XML-RPC fault -501). Pool replies are assembled from per-object
-XML that is cached already escaped for XML-RPC, so a 10,000-VM infoextended costs a join.
+replication_idx]` on failure (the index an xmlrpc-c i8, -1), with `[method] ...` messages and
+the error codes of include/Request.h. Arguments are checked the way xmlrpc-c's paramList does
+(a wrong type or a missing argument is an XML-RPC fault -501). Pool replies are assembled
+from per-object XML that is cached already escaped for XML-RPC, so a 10,000-VM infoextended
+costs a join.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from xml.parsers.expat import ExpatError
 
 from . import states as st
 from .cloud import ActionRefused, AllocateError, Cloud, CloudError, NoSuchObject, TemplateRejected
-from .model import User, Vm
+from .model import Hook, User, Vm
 from .render import hook_xml, hooklog_xml, user_pool_xml, user_xml
+from .template import TemplateError, parse_template
 
 # include/Request.h ErrorCode
 SUCCESS = 0x0000
@@ -120,11 +122,38 @@ def _success(parts: list[bytes]) -> bytes:
     return b"".join([_SUCCESS_HEAD, *parts, _SUCCESS_TAIL])
 
 
+_FAILURE_HEAD = (
+    b"<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n"
+    b"<value><array><data>\n<value><boolean>0</boolean></value>\n<value><string>"
+)
+# src/rm/Request.cc Request::failure_response: the fifth element is
+# xmlrpc_c::value_i8(att.replication_idx), an uint64_t left at UINT64_MAX outside a
+# replicated write, so -1 on the wire as <i8> (a type the standard library cannot write)
+_FAILURE_TAIL = (
+    b"<value><i8>-1</i8></value>\n</data></array></value>\n</param>\n</params>\n</methodResponse>\n"
+)
+
+
+def failure_response(message: str, code: int, resp_id: int) -> bytes:
+    """`[false, message, code, resp_id, -1]` exactly as xmlrpc-c sends oned's failures."""
+    return b"".join(
+        [
+            _FAILURE_HEAD,
+            rpc_escape(message).encode(),
+            b"</string></value>\n",
+            b"<value><int>%d</int></value>\n" % code,
+            b"<value><int>%d</int></value>\n" % resp_id,
+            _FAILURE_TAIL,
+        ]
+    )
+
+
 def fault_response(code: int, message: str) -> bytes:
     return xmlrpc.client.dumps(xmlrpc.client.Fault(code, message), methodresponse=True).encode()
 
 
 Handler = Callable[["OnedApi", Params, User], Any]
+OwnerOf = Callable[[Any], tuple[int, int]]
 
 
 Authenticate = Callable[[str], Awaitable[User | None]]
@@ -165,8 +194,7 @@ class OnedApi:
         except Fault as exc:
             return fault_response(exc.code, exc.message)
         except OneFailure as exc:
-            reply = (False, f"[{method}] {exc.message}", exc.code, exc.resp_id, 0)
-            return xmlrpc.client.dumps((list(reply),), methodresponse=True).encode()
+            return failure_response(f"[{method}] {exc.message}", exc.code, exc.resp_id)
         if isinstance(result, Escaped):
             return _success(result.parts)
         return xmlrpc.client.dumps(([True, result, SUCCESS],), methodresponse=True).encode()
@@ -223,39 +251,63 @@ def system_version(api: OnedApi, p: Params, user: User) -> str:
     return api.version
 
 
-def _filtered_vms(api: OnedApi, p: Params, user: User) -> Iterable[Vm]:
-    """PoolSharedAPI::dump + VirtualMachinePoolAPI::info: filter flag, id range, state."""
+def _dump(
+    objects: Iterable[Any], flag: int, start: int, end: int, user: User, owner: OwnerOf
+) -> list[Any]:
+    """RequestManagerPoolInfoFilter::dump: PoolSQL::usr_filter, oid_filter, then the page.
+
+    Every simulated object is owner-only (umask 177), so the ACL part of usr_filter leaves a
+    user outside the oneadmin group what she owns, whatever the flag (-2 all, -3 mine, -1
+    mine and my groups, -4 my group, N user N); administrators get the flag's selection.
+    """
+    if flag < -4:
+        raise OneFailure(RPC_API, "Incorrect filter_flag")
+
+    def selected(obj: Any) -> bool:
+        uid, gid = owner(obj)
+        if flag == -3:
+            wanted = uid == user.id
+        elif flag == -4:
+            wanted = gid == user.gid
+        elif flag == -1:
+            wanted = uid == user.id or gid in user.groups
+        elif flag == -2:
+            wanted = True
+        else:
+            wanted = uid == flag
+        return wanted and (user.is_admin or uid == user.id)
+
+    chosen = [obj for obj in sorted(objects, key=lambda o: o.id) if selected(obj)]
+    if end < -1:  # a page: LIMIT start, -end over the selection, no id range
+        offset = max(start, 0)
+        return chosen[offset : offset - end]
+    if start != -1:
+        return [obj for obj in chosen if obj.id >= start and (end == -1 or obj.id <= end)]
+    return chosen
+
+
+def _filtered_vms(api: OnedApi, p: Params, user: User) -> list[Vm]:
+    """VirtualMachinePoolInfo::request_execute: the state filter is checked first."""
     flag, start, end, state = p.int(1), p.int(2), p.int(3), p.int(4)
     if len(p) > 5:
         p.str(5)
-    if flag < -4:
-        raise OneFailure(RPC_API, "Incorrect filter_flag")
     if state < -2 or state > st.VM_STATES["CLONING_FAILURE"]:
-        raise OneFailure(RPC_API, f"Incorrect state filter {state}")
-    vms = sorted(api.cloud.vms.values(), key=lambda vm: vm.id)
+        raise OneFailure(RPC_API, "Incorrect filter_flag, state")
+    vms = api.cloud.vms.values()
+    if state == -1:
+        vms = [vm for vm in vms if vm.state != st.DONE]
+    elif state >= 0:
+        vms = [vm for vm in vms if vm.state == state]
+    return _dump(vms, flag, start, end, user, _vm_owner)
 
-    def visible(vm: Vm) -> bool:
-        if state == -1 and vm.state == st.DONE or state >= 0 and vm.state != state:
-            return False
-        if flag >= 0:
-            owned = vm.uid == flag
-        elif flag == -3:
-            owned = vm.uid == user.id
-        elif flag == -4:
-            owned = vm.gid == user.gid
-        elif flag == -1:
-            owned = vm.uid == user.id or vm.gid == user.gid
-        else:
-            owned = True
-        return owned and (user.is_admin or vm.uid == user.id)
 
-    selected = [vm for vm in vms if visible(vm)]
-    if end < -1:
-        offset = max(start, 0)
-        return selected[offset : offset - end]
-    if start != -1:
-        return [vm for vm in selected if vm.id >= start and (end == -1 or vm.id <= end)]
-    return selected
+def _vm_owner(vm: Vm) -> tuple[int, int]:
+    return vm.uid, vm.gid
+
+
+def _hook_owner(hook: Hook) -> tuple[int, int]:
+    """Hook::insert_replace stores every hook as owned by oneadmin (uid 0, group 0)."""
+    return 0, 0
 
 
 def vmpool_info(api: OnedApi, p: Params, user: User) -> Escaped:
@@ -284,15 +336,26 @@ def vm_action(api: OnedApi, p: Params, user: User) -> int:
     action, vm_id = p.str(1), p.int(2)
     try:
         _authorize_vm(user, api.cloud.vm(vm_id), "MANAGE")
-        api.cloud.vm_action(action, vm_id)
+        api.cloud.vm_action(action, vm_id, by=user)
     except CloudError as exc:
         raise _translate(exc) from None
     return vm_id
 
 
+def _placement(api: OnedApi, user: User, vm_id: int, host_id: int) -> None:
+    """VirtualMachineDeploy/Migrate: get_host_information (no host: NO_EXISTS, OFFLINE:
+    ACTION), then the VM (NO_EXISTS), then the authorization."""
+    try:
+        api.cloud.usable_host(host_id)
+        api.cloud.vm(vm_id)
+    except CloudError as exc:
+        raise _translate(exc) from None
+    _require_admin(user, "ADMIN", f"HOST [{host_id}]")
+
+
 def vm_deploy(api: OnedApi, p: Params, user: User) -> int:
     vm_id, host_id = p.int(1), p.int(2)
-    _require_admin(user, "ADMIN", f"HOST [{host_id}]")
+    _placement(api, user, vm_id, host_id)
     try:
         api.cloud.deploy(vm_id, host_id)
     except CloudError as exc:
@@ -302,21 +365,23 @@ def vm_deploy(api: OnedApi, p: Params, user: User) -> int:
 
 def vm_migrate(api: OnedApi, p: Params, user: User) -> int:
     vm_id, host_id, live = p.int(1), p.int(2), p.bool(3)
-    _require_admin(user, "ADMIN", f"HOST [{host_id}]")
+    _placement(api, user, vm_id, host_id)
     try:
-        api.cloud.migrate(vm_id, host_id, live=live)
+        api.cloud.migrate(vm_id, host_id, live=live, by=user)
     except CloudError as exc:
         raise _translate(exc) from None
     return vm_id
 
 
 def hostpool_info(api: OnedApi, p: Params, user: User) -> Escaped:
+    """HostPoolInfo: the stored bodies, whose MONITORING is empty."""
     hosts = sorted(api.cloud.hosts.values(), key=lambda h: h.id)
     body = "".join(api.cloud.host_xml(h) for h in hosts)
     return Escaped.of(f"<HOST_POOL>{body}</HOST_POOL>")
 
 
 def host_info(api: OnedApi, p: Params, user: User) -> Escaped:
+    """HostInfo: the host with its last monitoring record loaded."""
     host_id = p.int(1)
     if len(p) > 2:
         p.bool(2)
@@ -324,17 +389,25 @@ def host_info(api: OnedApi, p: Params, user: User) -> Escaped:
         host = api.cloud.host(host_id)
     except NoSuchObject as exc:
         raise _no_exists(exc) from None
-    return Escaped.of(api.cloud.host_xml(host))
+    return Escaped.of(api.cloud.host_xml(host, monitoring=True))
+
+
+def _exists_then_admin(exists: bool, user: User, action: str, kind: str, oid: int) -> None:
+    """Request::basic_authorization: a missing object is NO_EXISTS before any AUTHORIZATION."""
+    if oid >= 0 and not exists:
+        raise OneFailure(NO_EXISTS, f"Error getting {kind} [{oid}].", oid)
+    _require_admin(user, action, f"{kind.upper()} [{oid}]")
 
 
 def host_update(api: OnedApi, p: Params, user: User) -> int:
+    """RequestManagerUpdateTemplate::request_execute: existence, authorization, mode."""
     host_id, text = p.int(1), p.str(2)
     mode = p.opt_int(3, 0)
-    _require_admin(user, "MANAGE", f"HOST [{host_id}]")
-    if host_id not in api.cloud.hosts:
-        raise OneFailure(NO_EXISTS, f"Error getting host [{host_id}].", host_id)
+    _exists_then_admin(host_id in api.cloud.hosts, user, "MANAGE", "host", host_id)
     if mode not in (0, 1):
         raise OneFailure(RPC_API, "Wrong update type")
+    if host_id not in api.cloud.hosts:
+        raise OneFailure(NO_EXISTS, f"Error getting host [{host_id}].", host_id)
     try:
         api.cloud.update_host(host_id, text, merge=mode == 1)
     except CloudError as exc:
@@ -369,7 +442,7 @@ def user_info(api: OnedApi, p: Params, user: User) -> Escaped:
     if user_id == -1:
         user_id = user.id
     if user_id != user.id:
-        _require_admin(user, "USE", f"USER [{user_id}]")
+        _exists_then_admin(user_id in api.cloud.users, user, "USE", "user", user_id)
     try:
         target = api.cloud.user(user_id)
     except NoSuchObject as exc:
@@ -400,17 +473,25 @@ def user_allocate(api: OnedApi, p: Params, user: User) -> int:
 
 
 def hook_allocate(api: OnedApi, p: Params, user: User) -> int:
+    """RequestManagerAllocate: the template is parsed before the authorization; every later
+    refusal is HookAllocate::pool_allocate's INTERNAL with HookPool's or Hook's message."""
     text = p.str(1)
+    try:
+        parse_template(text)
+    except TemplateError as exc:
+        raise OneFailure(INTERNAL, f"Parse error: {exc}") from None
     _require_admin(user, "CREATE", "HOOK")
     try:
         return api.cloud.allocate_hook(text).id
     except AllocateError as exc:
-        raise OneFailure(ALLOCATE, f"Error allocating a new hook. {exc.message}") from None
+        raise OneFailure(INTERNAL, exc.message) from None
 
 
 def hook_info(api: OnedApi, p: Params, user: User) -> Escaped:
     hook_id = p.int(1)
-    _require_admin(user, "USE", f"HOOK [{hook_id}]")
+    if len(p) > 2:
+        p.bool(2)
+    _exists_then_admin(hook_id in api.cloud.hooks, user, "USE", "hook", hook_id)
     try:
         hook = api.cloud.hook(hook_id)
     except NoSuchObject as exc:
@@ -418,8 +499,27 @@ def hook_info(api: OnedApi, p: Params, user: User) -> Escaped:
     return Escaped.of(hook_xml(hook, with_log=True))
 
 
+def hook_update(api: OnedApi, p: Params, user: User) -> int:
+    """one.hook.update(id, template, mode): RequestManagerUpdateTemplate, as for hosts."""
+    hook_id, text = p.int(1), p.str(2)
+    mode = p.opt_int(3, 0)
+    _exists_then_admin(hook_id in api.cloud.hooks, user, "MANAGE", "hook", hook_id)
+    if mode not in (0, 1):
+        raise OneFailure(RPC_API, "Wrong update type")
+    try:
+        api.cloud.update_hook(hook_id, text, merge=mode == 1)
+    except CloudError as exc:
+        raise _translate(exc) from None
+    return hook_id
+
+
 def hook_delete(api: OnedApi, p: Params, user: User) -> int:
+    """RequestManagerDelete::delete_object: delete_authorization finds the hook first."""
     hook_id = p.int(1)
+    if len(p) > 2:
+        p.bool(2)
+    if hook_id not in api.cloud.hooks:
+        raise OneFailure(NO_EXISTS, f"Error getting hook [{hook_id}].", hook_id)
     _require_admin(user, "MANAGE", f"HOOK [{hook_id}]")
     try:
         api.cloud.delete_hook(hook_id)
@@ -429,19 +529,26 @@ def hook_delete(api: OnedApi, p: Params, user: User) -> int:
 
 
 def hookpool_info(api: OnedApi, p: Params, user: User) -> Escaped:
-    _require_admin(user, "USE", "HOOK")
-    hooks = sorted(api.cloud.hooks.values(), key=lambda h: h.id)
+    """HookPoolInfo: RequestManagerPoolInfoFilter::request_execute(filter, start, end)."""
+    flag, start, end = p.int(1), p.int(2), p.int(3)
+    hooks = _dump(api.cloud.hooks.values(), flag, start, end, user, _hook_owner)
     body = "".join(hook_xml(h, with_log=False) for h in hooks)
     return Escaped.of(f"<HOOK_POOL>{body}</HOOK_POOL>")
 
 
 def hooklog_info(api: OnedApi, p: Params, user: User) -> Escaped:
-    """one.hooklog.info(min_ts, max_ts, hook_id, rc): rc 1 success, -1 error, 0 all."""
+    """one.hooklog.info(min_ts, max_ts, hook_id, rc): rc 1 success, -1 error, 0 all.
+
+    HookLogInfo reads the hook_log table: the records each existing hook keeps (a deleted
+    hook's go with it), hooks by descending id as HookLog::dump_log orders them.
+    """
     min_ts, max_ts, hook_id, rc = p.int(1), p.int(2), p.int(3), p.int(4)
     _require_admin(user, "USE", "HOOK")
+    hooks = sorted(api.cloud.hooks.values(), key=lambda h: h.id, reverse=True)
     records = [
         r
-        for r in api.cloud.executions
+        for hook in hooks
+        for r in hook.log
         if (hook_id < 0 or r.hook_id == hook_id)
         and (min_ts <= 0 or r.timestamp >= min_ts)
         and (max_ts <= 0 or r.timestamp <= max_ts)
@@ -467,6 +574,7 @@ METHODS: dict[str, Handler] = {
     "one.user.allocate": user_allocate,
     "one.hook.allocate": hook_allocate,
     "one.hook.info": hook_info,
+    "one.hook.update": hook_update,
     "one.hook.delete": hook_delete,
     "one.hookpool.info": hookpool_info,
     "one.hooklog.info": hooklog_info,

@@ -1,10 +1,13 @@
 """oned's XML for VMs, hosts, users and hooks (share/doc/xsd/*.xsd, element order included).
 
 `vm_xml(vm, "extended")` is VirtualMachine::to_xml (one.vmpool.infoextended: the last HISTORY),
-`vm_xml(vm, "full")` is to_xml_extended (one.vm.info and a hook's $TEMPLATE: every HISTORY),
-`vm_xml(vm, "short")` is to_xml_short (one.vmpool.info):
-TEMPLATE cut to CPU/MEMORY/VCPU/DISK/NIC/GRAPHICS without CONTEXT, USER_TEMPLATE cut to the
-scheduler's and Sunstone's attributes, the last HISTORY record in its short form.
+`vm_xml(vm, "full")` is to_xml_extended after load_monitoring (one.vm.info: every HISTORY and
+the last monitoring record), `vm_xml(vm, "hook")` to_xml_extended of the VM being written (a
+hook's $TEMPLATE: every HISTORY, the stored body's MONITORING), `vm_xml(vm, "short")` is
+to_xml_short (one.vmpool.info): TEMPLATE cut to CPU/MEMORY/VCPU/DISK/NIC/GRAPHICS without
+CONTEXT, USER_TEMPLATE cut to the scheduler's and Sunstone's attributes, the last HISTORY record
+in its short form. Pool replies are the bodies oned stored (MONITORING as described in
+`sim.model.Vm`), so only one.vm.info and one.host.info show current monitoring.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import base64
 from collections.abc import Iterable
 
 from . import states
-from .model import GROUPS, ExecutionRecord, History, Hook, Host, User, Vm
+from .model import GROUPS, ExecutionRecord, History, Hook, Host, Monitoring, User, Vm
 from .template import Template, escape, render_attrs
 
 # VirtualMachineDisk::to_xml_short and VirtualMachineNic::to_xml_short
@@ -55,6 +58,10 @@ _SHORT_USER = (
 )
 _NON_EMPTY_SHORT_USER = {"LABELS", "ERROR", "SCHED_MESSAGE"}
 
+# VirtualMachine::add_history and cp_history: records are created with plan_id -2, action_id -1
+PLAN_ID = -2
+ACTION_ID = -1
+
 # umask 177: owner use+manage, nobody else
 _PERMISSIONS = (
     "<PERMISSIONS><OWNER_U>1</OWNER_U><OWNER_M>1</OWNER_M><OWNER_A>0</OWNER_A>"
@@ -68,18 +75,22 @@ def _el(name: str, value: object) -> str:
 
 
 def vm_xml(vm: Vm, form: str) -> str:
-    """The VM's XML, `extended` (last history), `full` (all history) or `short`; cached."""
+    """The VM's XML: `short`, `extended`, `full` or `hook` (see the module docstring); cached."""
     cached = vm.cache.get(form)
     if cached is None:
         if form == "short":
             cached = _vm_short(vm)
+        elif form == "full":
+            cached = _vm_extended(vm, vm.history, vm.monitoring)
+        elif form == "hook":
+            cached = _vm_extended(vm, vm.history, vm.body_monitoring)
         else:
-            cached = _vm_extended(vm, all_history=form == "full")
+            cached = _vm_extended(vm, vm.history[-1:], vm.body_monitoring)
         vm.cache[form] = cached
     return cached
 
 
-def _vm_header(vm: Vm, extended: bool) -> list[str]:
+def _vm_header(vm: Vm, extended: bool, monitoring: Monitoring | None) -> list[str]:
     parts = [
         _el("ID", vm.id),
         _el("UID", vm.uid),
@@ -91,7 +102,8 @@ def _vm_header(vm: Vm, extended: bool) -> list[str]:
     if extended:
         parts.append(_PERMISSIONS)
     parts += [
-        _el("LAST_POLL", vm.last_poll),
+        # monitoring.timestamp(): 0 when the object was written without its monitoring
+        _el("LAST_POLL", monitoring.timestamp if monitoring else 0),
         _el("STATE", vm.state),
         _el("LCM_STATE", vm.lcm_state),
     ]
@@ -104,25 +116,6 @@ def _vm_header(vm: Vm, extended: bool) -> list[str]:
         _el("DEPLOY_ID", vm.deploy_id),
     ]
     return parts
-
-
-def _monitoring(vm: Vm) -> dict[str, str]:
-    """What the monitor driver last reported: nothing unless the VM is on a host and running."""
-    if not vm.running:
-        return {}
-    mem_kib = vm.memory_mib() * 1024
-    return {
-        "CPU": f"{vm.cpu_fraction * 100:.2f}",
-        "DISKRDBYTES": str(vm.id * 4096 + 1_048_576),
-        "DISKRDIOPS": str(vm.id + 100),
-        "DISKWRBYTES": str(vm.id * 2048 + 524_288),
-        "DISKWRIOPS": str(vm.id + 50),
-        "ID": str(vm.id),
-        "MEMORY": str(int(mem_kib * 0.8)),
-        "NETRX": str(vm.id * 1000 + 10_000),
-        "NETTX": str(vm.id * 700 + 7_000),
-        "TIMESTAMP": str(vm.last_poll),
-    }
 
 
 def _history(vm: Vm, records: Iterable[History], short: bool) -> str:
@@ -158,8 +151,8 @@ def _history(vm: Vm, records: Iterable[History], short: bool) -> str:
                     ("VM_MAD", h.vm_mad),
                     ("TM_MAD", h.tm_mad),
                     ("DS_ID", h.ds_id),
-                    ("PLAN_ID", -1),
-                    ("ACTION_ID", -1),
+                    ("PLAN_ID", PLAN_ID),
+                    ("ACTION_ID", ACTION_ID),
                     ("PSTIME", h.pstime),
                     ("PETIME", h.petime),
                     ("RSTIME", h.rstime),
@@ -179,17 +172,15 @@ def _history(vm: Vm, records: Iterable[History], short: bool) -> str:
     return "<HISTORY_RECORDS>" + "".join(items) + "</HISTORY_RECORDS>"
 
 
-def _vm_extended(vm: Vm, all_history: bool) -> str:
-    monitoring = _monitoring(vm)
+def _vm_extended(vm: Vm, records: list[History], monitoring: Monitoring | None) -> str:
     mon = (
-        "<MONITORING>" + "".join(render_attrs(monitoring.items())) + "</MONITORING>"
+        "<MONITORING>" + "".join(render_attrs(monitoring.values)) + "</MONITORING>"
         if monitoring
         else "<MONITORING/>"
     )
-    records = vm.history if all_history else vm.history[-1:]
     return (
         "<VM>"
-        + "".join(_vm_header(vm, extended=True))
+        + "".join(_vm_header(vm, extended=True, monitoring=monitoring))
         + mon
         + "<SCHED_ACTIONS/>"
         + vm.template.to_xml("TEMPLATE")
@@ -226,27 +217,52 @@ def _short_user_template(tmpl: Template) -> str:
     return "<USER_TEMPLATE>" + "".join(parts) + "</USER_TEMPLATE>"
 
 
+def _by_id(values: Iterable[object], id_name: str) -> list[dict[str, str]]:
+    """ExtendedAttributeSet::init_attribute_map with ids: vectors keyed by `id_name` in a
+    std::map, so sorted by it, the first of a repeated id kept, one without an id left out."""
+    kept: dict[int, dict[str, str]] = {}
+    for value in values:
+        if not isinstance(value, dict):
+            continue
+        try:
+            key = int(value.get(id_name, ""))
+        except ValueError:
+            continue
+        kept.setdefault(key, value)
+    return [kept[key] for key in sorted(kept)]
+
+
+def vm_nics(tmpl: Template) -> list[dict[str, str]]:
+    """VirtualMachine::from_xml's NIC set: NIC, PCI with TYPE=NIC and NIC_ALIAS, by NIC_ID."""
+    pci_nics = [v for v in tmpl.get_all("PCI") if isinstance(v, dict) and v.get("TYPE") == "NIC"]
+    return _by_id([*tmpl.get_all("NIC"), *pci_nics, *tmpl.get_all("NIC_ALIAS")], "NIC_ID")
+
+
 def _vm_short(vm: Vm) -> str:
+    """VirtualMachine::to_xml_short; every member of the NIC set prints as <NIC>."""
     tmpl = vm.template
     disks = "".join(
-        "<DISK>" + _short_vector(d, _SHORT_DISK) + "</DISK>" for d in tmpl.get_all("DISK")
+        "<DISK>" + _short_vector(d, _SHORT_DISK) + "</DISK>"
+        for d in _by_id(tmpl.get_all("DISK"), "DISK_ID")
     )
-    nics = "".join(_short_nic(n) for n in tmpl.get_all("NIC"))
+    nics = "".join(_short_nic(n) for n in vm_nics(tmpl))
     graphics = tmpl.get("GRAPHICS")
     graphics_xml = "".join(render_attrs([("GRAPHICS", graphics)])) if graphics is not None else ""
-    monitoring = _monitoring(vm)
+    monitoring = vm.body_monitoring
+    values = dict(monitoring.values) if monitoring else {}
+    # VirtualMachineMonitorInfo::to_xml_short
     mon = (
         "<MONITORING>"
-        + _el("CPU", monitoring.get("CPU", ""))
-        + _el("MEMORY", monitoring.get("MEMORY", ""))
-        + _el("STATE", "")
+        + _el("CPU", values.get("CPU", ""))
+        + _el("MEMORY", values.get("MEMORY", ""))
+        + _el("STATE", values.get("STATE", ""))
         + "</MONITORING>"
-        if monitoring
+        if values
         else "<MONITORING/>"
     )
     return (
         "<VM>"
-        + "".join(_vm_header(vm, extended=False))
+        + "".join(_vm_header(vm, extended=False, monitoring=monitoring))
         + "<TEMPLATE>"
         + _el("CPU", tmpl.get_str("CPU"))
         + _el("MEMORY", tmpl.get_str("MEMORY"))
@@ -262,9 +278,15 @@ def _vm_short(vm: Vm) -> str:
     )
 
 
-def host_xml(host: Host, vms: dict[int, Vm]) -> str:
-    """Host::to_xml: HOST_SHARE figures follow the VMs holding capacity on the host; cached."""
-    cached = host.cache.get("xml")
+def host_xml(host: Host, vms: dict[int, Vm], monitoring: bool) -> str:
+    """Host::to_xml; HOST_SHARE figures follow the VMs holding capacity on the host; cached.
+
+    With `monitoring` the host's last monitoring record is loaded, as one.host.info does
+    (HostInfo::load_extended_data); otherwise it is the stored body one.hostpool.info and
+    host hooks show, whose MONITORING is empty: oned writes hosts without loading it.
+    """
+    key = "info" if monitoring else "body"
+    cached = host.cache.get(key)
     if cached is not None:
         return cached
     on_host = [vms[i] for i in host.vms if i in vms]
@@ -297,7 +319,8 @@ def host_xml(host: Host, vms: dict[int, Vm]) -> str:
         + "</HOST_SHARE>"
     )
     vm_ids = "".join(_el("ID", i) for i in host.vms)
-    monitoring = (
+    # HostMonitoringTemplate::to_xml
+    monitoring_xml = (
         "<MONITORING>"
         + _el("TIMESTAMP", host.last_monitored)
         + _el("ID", host.id)
@@ -312,6 +335,8 @@ def host_xml(host: Host, vms: dict[int, Vm]) -> str:
         + _el("NETTX", host.id * 80_000)
         + "</SYSTEM>"
         + "</MONITORING>"
+        if monitoring
+        else "<MONITORING/>"
     )
     xml = (
         "<HOST>"
@@ -326,10 +351,10 @@ def host_xml(host: Host, vms: dict[int, Vm]) -> str:
         + share
         + (f"<VMS>{vm_ids}</VMS>" if vm_ids else "<VMS/>")
         + host.template.to_xml("TEMPLATE")
-        + monitoring
+        + monitoring_xml
         + "</HOST>"
     )
-    host.cache["xml"] = xml
+    host.cache[key] = xml
     return xml
 
 
@@ -365,14 +390,15 @@ def user_xml(user: User) -> str:
 
 
 def user_pool_xml(users: Iterable[User]) -> str:
-    """UserPool dump: USER elements, then one QUOTAS per user, then DEFAULT_USER_QUOTAS."""
-    users = list(users)
-    body = "".join("<USER>" + _user_core(u) + "</USER>" for u in users)
-    quotas = "".join("<QUOTAS>" + _el("ID", u.id) + _QUOTAS + "</QUOTAS>" for u in users)
+    """UserPool::dump: each USER body followed by its QUOTAS row (the LEFT JOIN's two columns
+    appended per row), then DEFAULT_USER_QUOTAS."""
+    body = "".join(
+        "<USER>" + _user_core(u) + "</USER><QUOTAS>" + _el("ID", u.id) + _QUOTAS + "</QUOTAS>"
+        for u in users
+    )
     return (
         "<USER_POOL>"
         + body
-        + quotas
         + "<DEFAULT_USER_QUOTAS>"
         + _QUOTAS
         + "</DEFAULT_USER_QUOTAS></USER_POOL>"
@@ -393,8 +419,16 @@ def hook_xml(hook: Hook, with_log: bool) -> str:
     )
 
 
+def ruby_base64(data: bytes) -> str:
+    """Ruby's Base64.encode64 (pack("m")): a newline after every 60 characters and at the end."""
+    return "".join(
+        base64.b64encode(data[i : i + 45]).decode() + "\n" for i in range(0, len(data), 45)
+    )
+
+
 def execution_record_xml(rec: ExecutionRecord) -> str:
-    """HOOK_EXECUTION_RECORD as HookLog::add stores it (STDOUT/STDERR base64, like onehem)."""
+    """HOOK_EXECUTION_RECORD as HookLog::add stores what onehem sent: STDOUT and STDERR from
+    GenericCommand#to_xml in src/mad/ruby/CommandManager.rb (Base64.encode64)."""
     return (
         "<HOOK_EXECUTION_RECORD>"
         + _el("HOOK_ID", rec.hook_id)
@@ -403,8 +437,8 @@ def execution_record_xml(rec: ExecutionRecord) -> str:
         + _el("ARGUMENTS", rec.arguments)
         + "<EXECUTION_RESULT>"
         + _el("COMMAND", rec.command)
-        + _el("STDOUT", base64.b64encode(rec.stdout.encode()).decode())
-        + _el("STDERR", base64.b64encode(rec.stderr.encode()).decode())
+        + _el("STDOUT", ruby_base64(rec.stdout.encode()))
+        + _el("STDERR", ruby_base64(rec.stderr.encode()))
         + _el("CODE", rec.code)
         + "</EXECUTION_RESULT>"
         + "</HOOK_EXECUTION_RECORD>"
@@ -412,9 +446,7 @@ def execution_record_xml(rec: ExecutionRecord) -> str:
 
 
 def hooklog_xml(records: Iterable[ExecutionRecord]) -> str:
-    records = list(records)
-    if not records:
-        return "<HOOKLOG/>"
+    """HookLog::dump_log always writes both tags, even around no record."""
     return "<HOOKLOG>" + "".join(execution_record_xml(r) for r in records) + "</HOOKLOG>"
 
 

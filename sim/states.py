@@ -123,16 +123,18 @@ RUNNING = LCM_STATES["RUNNING"]
 
 MONITORED = HOST_STATES["MONITORED"]
 
-# History ACTION numbers (share/doc/xsd/vm.xsd, HISTORY/ACTION)
+# History ACTION numbers (include/VMActions.h Action)
 HISTORY_ACTIONS: dict[str, int] = {
     "none": 0,
     "migrate": 1,
     "live-migrate": 2,
     "undeploy": 5,
+    "undeploy-hard": 6,
     "stop": 9,
     "suspend": 10,
     "resume": 11,
     "poweroff": 19,
+    "poweroff-hard": 20,
     "terminate": 27,
     "terminate-hard": 28,
     "deploy": 30,

@@ -41,9 +41,15 @@ def states_seen(cloud: Cloud) -> list[tuple[str, str]]:
 
 
 def test_deploy_walks_prolog_boot_running_and_opens_history(cloud):
+    """DispatchManager::deploy writes the VM ACTIVE (LCM_INIT) before the LCM's PROLOG."""
     seen = states_seen(cloud)
     vm = cloud.deploy(1, "h2")
-    assert seen == [("ACTIVE", "PROLOG"), ("ACTIVE", "BOOT"), ("ACTIVE", "RUNNING")]
+    assert seen == [
+        ("ACTIVE", "LCM_INIT"),
+        ("ACTIVE", "PROLOG"),
+        ("ACTIVE", "BOOT"),
+        ("ACTIVE", "RUNNING"),
+    ]
     assert vm.deploy_id == "one-1"
     assert [(h.seq, h.hostname, h.hid) for h in vm.history] == [(0, "h2", 1)]
     assert cloud.host("h2").vms == [1]
@@ -59,7 +65,7 @@ def test_live_migration_moves_the_vm_and_adds_a_history_record(cloud):
     assert cloud.host("h1").vms == [] and cloud.host("h2").vms == [0]
     with pytest.raises(ActionRefused, match="already running on host"):
         cloud.migrate(0, "h2")
-    with pytest.raises(ActionRefused, match="OFFLINE"):
+    with pytest.raises(ActionRefused, match="Host is offline, cannot use it to deploy VM"):
         cloud.migrate(0, "h3")
 
 
@@ -133,9 +139,9 @@ def test_hook_templates_are_validated_like_oned(cloud):
     assert (hook.resource, hook.state, hook.lcm_state) == ("VM", "ACTIVE", "RUNNING")
     assert hook.template.get("ON") is None and hook.template.get("NAME") is None
     for text, message in [
-        ("TYPE=state\nCOMMAND=x\nRESOURCE=VM\nON=RUNNING", "No NAME"),
+        ("TYPE=state\nCOMMAND=x\nRESOURCE=VM\nON=RUNNING", "Invalid name."),
         ("NAME=a\nTYPE=state\nRESOURCE=VM\nON=RUNNING", "No COMMAND"),
-        ("NAME=a\nTYPE=bogus\nCOMMAND=x", "No TYPE or invalid"),
+        ("NAME=a\nTYPE=Bogus\nCOMMAND=x", "Invalid Hook type: bogus"),
         ("NAME=a\nTYPE=state\nCOMMAND=x\nRESOURCE=VM\nON=LATER", "Unkown state condition"),
         ("NAME=a\nTYPE=state\nCOMMAND=x\nRESOURCE=VM\nON=CUSTOM\nSTATE=ACTIVE", "LCM_STATE"),
         ("NAME=a\nTYPE=state\nCOMMAND=x\nRESOURCE=HOST\nSTATE=BUSY", "Invalid STATE"),
@@ -203,3 +209,58 @@ def test_vm_spec_defaults():
     spec = vm_spec({"host": "h1"}, "body", {"h1"})
     assert (spec.state, spec.memory, spec.cpu_fraction) == ("running", 1024, 0.1)
     assert vm_spec({}, "body").state == "pending"
+
+
+def test_cold_migrations_walk_oneds_states(cloud):
+    """src/lcm/LifeCycleActions.cc trigger_migrate: SAVE_MIGRATE from RUNNING, then
+    LifeCycleStates.cc trigger_prolog_success BOOT_MIGRATE; PROLOG_MIGRATE_POWEROFF/SUSPEND
+    bypass the save for a VM that is not running."""
+    seen = states_seen(cloud)
+    cloud.migrate(0, "h2", live=False)
+    assert seen == [
+        ("ACTIVE", "SAVE_MIGRATE"),
+        ("ACTIVE", "PROLOG_MIGRATE"),
+        ("ACTIVE", "BOOT_MIGRATE"),
+        ("ACTIVE", "RUNNING"),
+    ]
+    cloud.suspend(0)
+    del seen[:]
+    vm = cloud.migrate(0, "h1")
+    assert seen == [("ACTIVE", "PROLOG_MIGRATE_SUSPEND"), ("SUSPENDED", "LCM_INIT")]
+    assert vm.hostname == "h1" and cloud.host("h2").vms == [] and cloud.host("h1").vms == [0]
+    # the first stay ended by the migration, the second by the suspend; the new record
+    # carries the cold migration's action (set_action, not cleared: the VM does not boot)
+    actions = st.HISTORY_ACTIONS
+    assert [h.action for h in vm.history] == [
+        actions["migrate"],
+        actions["suspend"],
+        actions["migrate"],
+    ]
+    with pytest.raises(ActionRefused, match="Migrate action is not available for state PENDING"):
+        cloud.migrate(1, "h2")
+
+
+def test_deploy_after_undeploy_goes_through_prolog_undeploy(cloud):
+    """src/lcm/LifeCycleActions.cc trigger_deploy: PROLOG_UNDEPLOY when the previous record
+    was closed by an undeploy; VirtualMachineDeploy accepts UNDEPLOYED VMs directly."""
+    cloud.undeploy(0)
+    seen = states_seen(cloud)
+    vm = cloud.deploy(0, "h2")
+    assert seen == [
+        ("ACTIVE", "LCM_INIT"),
+        ("ACTIVE", "PROLOG_UNDEPLOY"),
+        ("ACTIVE", "BOOT_UNDEPLOY"),
+        ("ACTIVE", "RUNNING"),
+    ]
+    assert [h.hostname for h in vm.history] == ["h1", "h2"]
+    with pytest.raises(ActionRefused, match="Deploy action is not available for state RUNNING"):
+        cloud.deploy(0, "h1")
+
+
+def test_fleet_nic_aliases_and_template_attributes_are_checked():
+    with pytest.raises(FleetError, match=r"vms\[0\].nic_aliases\[0\].parent: no NIC 1"):
+        parse_fleet({"vms": [{"name": "a", "nics": ["10.0.0.1"], "nic_aliases": [
+            {"ip": "10.0.0.2", "parent": 1}
+        ]}]}, "127.0.1.1")  # fmt: skip
+    with pytest.raises(FleetError, match=r"nic_aliases\[0\]: unknown key\(s\): mtu"):
+        vm_spec({"name": "a", "nic_aliases": [{"mtu": 9000}]}, "vm")

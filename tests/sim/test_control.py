@@ -84,7 +84,7 @@ def test_host_state_changes(sim_factory):
     assert sim.one().host.info(1).STATE == 3
     assert sim.control("POST", "/v1/hosts/1/state", {"state": 8})[1]["host"]["state"] == "OFFLINE"
     status, body = sim.control("POST", "/v1/vms/0/migrate", {"host": "kvm-02"})
-    assert status == 409 and "OFFLINE" in body["error"]
+    assert status == 409 and body["error"] == "Host is offline, cannot use it to deploy VM"
     hosts = sim.control("GET", "/v1/hosts")[1]["hosts"]
     assert [(h["name"], h["hostname"], h["state"]) for h in hosts] == [
         ("kvm-01", "127.0.1.1", "MONITORED"),

@@ -151,4 +151,4 @@ def test_hooks_need_an_administrator(sim_factory, tmp_path):
     eve = sim.one("eve:pw")
     with pytest.raises(pyone.OneAuthorizationException, match="Not authorized"):
         eve.hook.allocate("NAME=x\nTYPE=state\nCOMMAND=/bin/true\nRESOURCE=HOST\nSTATE=ERROR")
-    assert sim.one().hookpool.info().HOOK == []
+    assert sim.one().hookpool.info(-2, -1, -1).HOOK == []

@@ -96,7 +96,7 @@ async def test_host_update_merges_and_keeps_the_rest(sim: Sim) -> None:
     assert after.attr("PUBLIC_IP") == "8.8.8.8"  # merge kept the rest
 
 
-async def test_hooks_allocate_list_delete(sim: Sim) -> None:
+async def test_hooks_allocate_list_update_delete(sim: Sim) -> None:
     template = {
         "NAME": "oc-test-hook",
         "TYPE": "state",
@@ -111,6 +111,10 @@ async def test_hooks_allocate_list_delete(sim: Sim) -> None:
         assert hooks["oc-test-hook"].id == hook_id
         assert hooks["oc-test-hook"].type == "state"
         assert hooks["oc-test-hook"].template["COMMAND"] == "/bin/true"
+        assert await oned.hook_update(hook_id, {"COMMAND": "/bin/false"}, merge=True) == hook_id
+        hooks = {h.name: h for h in (await oned.hook_pool()).items}
+        assert hooks["oc-test-hook"].template["COMMAND"] == "/bin/false"
+        assert hooks["oc-test-hook"].template["ARGUMENTS"] == "$TEMPLATE"  # merge kept it
         assert await oned.hook_delete(hook_id) == hook_id
         assert "oc-test-hook" not in {h.name for h in (await oned.hook_pool()).items}
 
