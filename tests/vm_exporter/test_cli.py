@@ -109,7 +109,6 @@ def test_sigterm_exits_0_quickly_even_while_oned_hangs(tmp_path, start_service):
         oned.close()
 
 
-@pytest.mark.filterwarnings("ignore:shutdown_timeout should be set on BaseRunner")
 def test_sigterm_exits_0_quickly_while_agents_send_the_largest_replies(tmp_path, start_service):
     # Label values full of escapes once cost minutes of event loop per page: no scrape, no
     # /healthz, SIGTERM ignored. Now every page is one pass in short steps.

@@ -31,12 +31,6 @@ from tests.vm_exporter.servers import (
     send,
 )
 
-# The simulator, run in this process, still passes shutdown_timeout to its TCPSite, which
-# aiohttp 3.14 deprecates (its own process only prints the warning).
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:shutdown_timeout should be set on BaseRunner:DeprecationWarning"
-)
-
 NET = "127.0.78"
 # host name -> (address, VM ids on it)
 HOSTS = {

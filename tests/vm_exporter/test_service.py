@@ -44,11 +44,6 @@ FLEET = {
     ],
 }
 RUNNING = {"42", "52", "524"}
-# The simulator, run in this process, still passes shutdown_timeout to its TCPSite, which
-# aiohttp 3.14 deprecates (its own process only prints the warning).
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:shutdown_timeout should be set on BaseRunner:DeprecationWarning"
-)
 POWER = "opennebula_vm_power_consumption_uW"
 ENERGY = "opennebula_vm_energy_joules_total"
 UP = "opennebula_host_power_source_up"
