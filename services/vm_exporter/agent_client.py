@@ -8,11 +8,12 @@ soon as it passes the limit; a reply that breaks its format is dropped at the fi
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections import deque
 from typing import Protocol
 
 import aiohttp
+
+from services.common.agent_http import base_url, check_host
 
 from .agent_vms import AgentVmsReader
 from .join import Target
@@ -26,8 +27,6 @@ CHUNK = 64 * 1024
 # ReadingError (a ValueError), or whatever else a parser trips on in a hostile reply: that
 # host is down, the refresh goes on.
 _UNPARSABLE = (ValueError, ArithmeticError, RecursionError)
-# Characters that would end a URL's host part (or are never in one): not a host name.
-_NOT_IN_HOST = frozenset("/?#@[]\\% ")
 
 
 class AgentError(Exception):
@@ -37,12 +36,6 @@ class AgentError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
-
-
-def base_url(address: str, port: int) -> str:
-    """`http://host:port` for a host name, an IPv4 or an IPv6 address."""
-    host = f"[{address}]" if ":" in address and not address.startswith("[") else address
-    return f"http://{host}:{port}"
 
 
 class Turns:
@@ -128,18 +121,6 @@ async def _fetch(
         return await _read_into(resp, ScaphandreReader(), limit, base + METRICS_PATH, turns)
 
 
-def _check_address(address: str) -> None:
-    """ValueError when a host template's HOSTNAME/NAME cannot be a URL's host.
-
-    A typo there ("node1/x", "a b") must not send the request to another host or path.
-    """
-    host = address[1:-1] if address.startswith("[") and address.endswith("]") else address
-    if ":" in host:
-        ipaddress.IPv6Address(host)
-    elif not host or any(c in _NOT_IN_HOST or not c.isprintable() for c in host):
-        raise ValueError("not a host name or address")
-
-
 async def fetch_host(
     session: aiohttp.ClientSession,
     target: Target,
@@ -155,7 +136,7 @@ async def fetch_host(
     event-loop turn.
     """
     try:
-        _check_address(target.address)
+        check_host(target.address)
         async with asyncio.timeout(timeout):
             return await _fetch(session, target, port, limit, turns)
     except TimeoutError:

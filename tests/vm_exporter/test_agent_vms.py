@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from services.vm_exporter.agent_client import base_url
+from services.common.agent_http import base_url
 from services.vm_exporter.agent_vms import MAX_VALUE, AgentVmsReader, parse_agent_vms
 from services.vm_exporter.readings import (
     AGENT,
