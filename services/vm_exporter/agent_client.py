@@ -13,7 +13,7 @@ from typing import Protocol
 
 import aiohttp
 
-from services.common.agent_http import base_url, check_host
+from services.common.agent_http import AgentError, asking, base_url
 
 from .agent_vms import AgentVmsReader
 from .join import Target
@@ -27,15 +27,6 @@ CHUNK = 64 * 1024
 # ReadingError (a ValueError), or whatever else a parser trips on in a hostile reply: that
 # host is down, the refresh goes on.
 _UNPARSABLE = (ValueError, ArithmeticError, RecursionError)
-
-
-class AgentError(Exception):
-    """A host's power source gave no usable answer; `reason` is a short label value."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 class Turns:
@@ -135,19 +126,5 @@ async def fetch_host(
     Hosts read at the same time share `turns`, so that together they parse one chunk per
     event-loop turn.
     """
-    try:
-        check_host(target.address)
-        async with asyncio.timeout(timeout):
-            return await _fetch(session, target, port, limit, turns)
-    except TimeoutError:
-        raise AgentError(
-            "timeout", f"{base_url(target.address, port)}: no answer in {timeout:g}s"
-        ) from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise AgentError("unreachable", f"{base_url(target.address, port)}: {exc}") from None
-    except ValueError as exc:
-        # The check above, or the resolver's IDNA encoding ("..", a label over 63 characters):
-        # one host's unusable name must cost that host only, never the refresh.
-        raise AgentError(
-            "bad_address", f"host name {target.address!r} is not a usable address: {exc}"
-        ) from None
+    async with asking(target.address, base_url(target.address, port), timeout):
+        return await _fetch(session, target, port, limit, turns)
