@@ -28,6 +28,9 @@ from typing import Any
 from . import ROOT, Service, wait_for
 
 PREFIX = "oct-"
+# Tags of the labs this process made: other processes (pytest-xdist workers, a benchmark)
+# make labs at the same time, and theirs are not ours to judge.
+MADE: set[str] = set()
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -240,6 +243,7 @@ class Lab:
 
     def __init__(self) -> None:
         self.tag = secrets.token_hex(3)
+        MADE.add(self.tag)
         self.namespaces: list[Netns] = []
         self.services: list[Service] = []
         self.etc_dirs: list[Path] = []
@@ -379,6 +383,7 @@ def lab() -> Iterator[Lab]:
 
 
 def leftovers() -> list[str]:
-    """Namespaces of ours that still exist (a test that cleans up leaves none of its own)."""
+    """Namespaces of this process's labs that still exist (a lab that cleans up leaves none)."""
     run = ip("netns", "list", check=False).stdout
-    return [line.split()[0] for line in run.splitlines() if line.startswith(PREFIX)]
+    names = [line.split()[0] for line in run.splitlines() if line.startswith(PREFIX)]
+    return [name for name in names if name[len(PREFIX) :].split("-", 1)[0] in MADE]

@@ -18,8 +18,7 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture(scope="session", autouse=True)
 def no_namespace_left_behind() -> Iterator[None]:
-    """Every lab of the run cleans up after itself: no `oct-` namespace of ours remains."""
-    before = set(leftovers())
+    """Every lab of the run cleans up after itself: no namespace of its labs remains."""
     yield
-    after = set(leftovers()) - before
-    assert not after, f"namespaces left behind: {sorted(after)}"
+    left = leftovers()
+    assert not left, f"namespaces left behind: {sorted(left)}"
