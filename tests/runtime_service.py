@@ -1,15 +1,17 @@
-"""A minimal service on the shared runtime, run as a real subprocess by the runtime tests.
+"""A minimal service on the shared runtime, for the runtime tests (in-process and as a process).
 
 It is test scaffolding, not a product service: it exists so the runtime's behaviour (healthz,
-errors, auth, body limit, graceful stop, config precedence) is proven on a real socket before
-and independently of any product service.
+errors, auth, body limit, graceful stop, config precedence) is proven before and independently
+of any product service: in-process through `create_app`, and as a real process for signals,
+exit codes, ports and log lines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+import logging
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -19,6 +21,8 @@ from services.common.auth import read_token_file
 from services.common.config import Listen, ServiceConfig, option
 from services.common.runner import serve
 
+log = logging.getLogger("echo")
+
 
 @dataclasses.dataclass(frozen=True)
 class EchoConfig(ServiceConfig):
@@ -27,6 +31,8 @@ class EchoConfig(ServiceConfig):
     greeting: str = option("hello", "word the /v1/config route reports")
     interval: float = option(2.0, "a float flag")
     degraded: bool = option(False, "report 503 on /healthz")
+    start_delay: float = option(0.0, "seconds the start-up takes (a slow first cycle)")
+    stop_delay: float = option(0.0, "seconds the cleanup takes (a hung flush)")
 
 
 def create_app(config: EchoConfig) -> web.Application:
@@ -38,9 +44,19 @@ def create_app(config: EchoConfig) -> web.Application:
     async def echo(request: web.Request) -> web.Response:
         return web.json_response({"echo": await read_json(request)})
 
+    sleeping = {"now": 0}
+
     async def slow(request: web.Request) -> web.Response:
-        await asyncio.sleep(float(request.query.get("seconds", "1")))
+        sleeping["now"] += 1
+        try:
+            await asyncio.sleep(float(request.query.get("seconds", "1")))
+        finally:
+            sleeping["now"] -= 1
         return web.json_response({"slept": True})
+
+    async def show_sleeping(request: web.Request) -> web.Response:
+        # Lets a test wait until its slow request is in flight instead of sleeping a guess.
+        return web.json_response(sleeping)
 
     async def show_config(request: web.Request) -> web.Response:
         return web.json_response(
@@ -48,7 +64,19 @@ def create_app(config: EchoConfig) -> web.Application:
         )
 
     app.router.add_post("/v1/echo", echo)
+
+    async def slow_start_and_stop(_app: web.Application) -> AsyncIterator[None]:
+        if config.start_delay:
+            log.info("starting up for %s s", config.start_delay)
+            await asyncio.sleep(config.start_delay)
+        yield
+        if config.stop_delay:
+            log.info("cleaning up for %s s", config.stop_delay)
+            await asyncio.sleep(config.stop_delay)
+
+    app.cleanup_ctx.append(slow_start_and_stop)
     app.router.add_get("/v1/slow", slow)
+    app.router.add_get("/v1/sleeping", show_sleeping)
     app.router.add_get("/v1/config", show_config)
     return app
 

@@ -21,10 +21,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from .auth import SAFE_METHODS, bearer_matches
 from .errors import BadRequest, ServiceError
 from .health import Health
+from .logs import clip
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+# Status recorded when the client disconnects before its request is answered (as nginx does).
+CLIENT_CLOSED = 499
 
 SERVICE = web.AppKey("service", str)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
@@ -51,6 +54,9 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        # `[[[[...` fits in the body limit and exhausts the decoder's recursion: the client's fault.
+        raise BadRequest("malformed JSON: nested too deeply") from None
 
 
 def _route_name(request: web.Request) -> str:
@@ -91,6 +97,15 @@ def _make_middlewares(service: str, registry: CollectorRegistry) -> list:
                 response = await handler(request)
         except ServiceError as exc:
             response = json_error(exc.status, exc.message)
+        except ConnectionError:
+            # The client went away (mid-body, typically): not a server error. Nobody reads this
+            # reply; its status is nginx's "client closed request", so metrics tell it apart.
+            log.debug("client left during %s %s", request.method, clip(request.path))
+            response = json_error(CLIENT_CLOSED, "client closed the connection")
+        except web.RequestPayloadError as exc:
+            # aiohttp's reason (bad chunk, truncated or undecodable body) is fixed text.
+            reason = str(exc).split("\n", 1)[0][:100] or "cannot read it"
+            response = json_error(400, f"malformed request body: {reason}")
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -104,7 +119,7 @@ def _make_middlewares(service: str, registry: CollectorRegistry) -> list:
             headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
             response = json_error(exc.status, message, **headers)
         except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
+            log.exception("unhandled error on %s %s", clip(request.method), clip(request.path))
             response = json_error(500, "internal error; see the service log")
         route = _route_name(request)
         requests.labels(request.method, route, str(response.status)).inc()
