@@ -1,10 +1,26 @@
-"""`one-tunnel-agent` / `python -m services.tunnel_agent`: not built yet."""
+"""`one-tunnel-agent` / `python -m services.tunnel_agent`: per-migration VXLAN overlays."""
 
 from __future__ import annotations
 
-from services.common.runner import not_built
+from collections.abc import Sequence
 
-main = not_built("one-tunnel-agent", "its issue is not filed yet")
+from services.common.runner import serve
+
+from .app import create_app
+from .config import TunnelAgentConfig
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse flags, build the app, serve until SIGTERM."""
+    serve(
+        TunnelAgentConfig,
+        create_app,
+        argv,
+        prog="one-tunnel-agent",
+        description="Builds and removes per-migration L2 overlays (bridge + VXLAN over netlink) "
+        "between hypervisors, and reports this host's addresses",
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -90,3 +90,6 @@ def test_host_profile_mounts_and_privileges():
     assert any(v.startswith("/proc:") for v in rapl["volumes"])
     tunnel = next(s for s in SERVICES.values() if _script(s) == "one-tunnel-agent")
     assert tunnel["network_mode"] == "host" and "NET_ADMIN" in tunnel["cap_add"]
+    # It refuses to start without a token: the one the migrate shim reads by default.
+    assert tunnel["command"][1:] == ["--token-file", "/etc/one-cognit/token"]
+    assert "/etc/one-cognit/token:/etc/one-cognit/token:ro" in tunnel["volumes"]
