@@ -133,6 +133,11 @@ class _Planner:
         self.conflicts: list[str] = []
         self.notes: list[str] = []
 
+    def plan(self, final: Manifest) -> Plan:
+        # A directory in the way is met once per file below it: say it once.
+        conflicts = tuple(dict.fromkeys(self.conflicts))
+        return Plan(tuple(self.steps), final, conflicts, tuple(dict.fromkeys(self.notes)))
+
     def step(self, step: Step, entry: Entry | None = None) -> None:
         self.steps.append(step)
         if entry is not None:
@@ -155,14 +160,15 @@ class _Planner:
     # install ---------------------------------------------------------------------------
 
     def install_file(self, want: Want, backup_dir: str) -> None:
+        if not self.ensure_parents(want.path, want.role):
+            return
         if want.keep_original and not self.keep_original(want):
             return
         current = self.view[want.path]
         ours = sha256(want.content)
         recorded = self.manifest.find("file", want.path)
         if current.kind == "missing":
-            if self.ensure_parents(want.path, want.role):
-                self.write(want, replaces=False, entry_backup=None)
+            self.write(want, replaces=False, entry_backup=None)
             return
         if current.kind != "file":
             self.conflicts.append(f"{want.path} is in the way: it is not a regular file")
@@ -343,7 +349,7 @@ def plan_install(
         planner.step(WriteManifest(manifest_path, final.to_bytes()))
     else:
         final = manifest
-    return Plan(tuple(planner.steps), final, tuple(planner.conflicts), tuple(planner.notes))
+    return planner.plan(final)
 
 
 def plan_uninstall(
@@ -383,4 +389,4 @@ def plan_uninstall(
     # Deepest first, after the files in them (and the manifest) are gone.
     for directory in sorted(directories, key=lambda d: (-d.count("/"), d)):
         planner.step(RemoveDir(directory))
-    return Plan(tuple(planner.steps), final, tuple(planner.conflicts), tuple(planner.notes))
+    return planner.plan(final)

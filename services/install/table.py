@@ -69,6 +69,13 @@ ITEMS: tuple[Item, ...] = (
         "auth/biscuit/authenticate",
         "biscuit auth driver",
     ),
+    shim(
+        "tunnel_agent",
+        "services/tunnel_agent/shim/migrate",
+        "vmm/kvm/migrate",
+        "KVM migrate wrapper (OpenNebula's driver over a per-migration overlay)",
+        keep_original="migrate_default",
+    ),
     unit(FRONTEND, "vm_exporter"),
     unit(FRONTEND, "authd"),
     unit(FRONTEND, "discovery"),
