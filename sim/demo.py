@@ -53,6 +53,7 @@ class DemoConfig(ServiceConfig):
     agent_port: int = option(8080, "port of every host's rapl_agent (on the host's address)")
     exporter_listen: Listen = option(Listen("127.0.0.1", 9925), "vm_exporter address")
     authd_listen: Listen = option(Listen("127.0.0.1", 9932), "authd address")
+    discovery_listen: Listen = option(Listen("127.0.0.1", 9930), "discovery address")
     refresh: float = option(3.0, "seconds between table refreshes", metavar="SECONDS")
     duration: float = option(0.0, "stop after this many seconds (0: until Ctrl-C)", metavar="S")
     workdir: Path | None = option(
@@ -159,6 +160,49 @@ def authd(ctx: Context) -> list[Instance]:
     ]
 
 
+def discovery(ctx: Context) -> list[Instance]:
+    """discovery in file_sd mode into the workdir, patching a prometheus.yml of its own there
+    (no Prometheus runs in the demo: --reload none)."""
+    listen = ctx.config.discovery_listen
+    config = ctx.workdir / "prometheus" / "prometheus.yml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    if not config.exists():
+        config.write_text(
+            "# the demo's Prometheus config; discovery adds its jobs below\n"
+            "global:\n  scrape_interval: 15s\nscrape_configs: []\n"
+        )
+    check = [] if shutil.which("promtool") else ["--no-config-check"]
+    return [
+        Instance(
+            "discovery",
+            _module("discovery")
+            + [
+                "--listen",
+                str(listen),
+                "--one-xmlrpc",
+                ctx.rpc_url,
+                "--one-auth",
+                str(ctx.one_auth),
+                "--sd-dir",
+                str(ctx.workdir / "sd"),
+                "--prometheus-config",
+                str(config),
+                "--reload",
+                "none",
+                "--reconcile-interval",
+                "5",
+                "--agent-port",
+                str(ctx.config.agent_port),
+                "--vm-exporter",
+                str(ctx.config.exporter_listen),
+                *check,
+            ],  # fmt: skip
+            f"http://{listen}/healthz",
+            [f"http://{listen}/v1/targets  ({ctx.workdir / 'sd'}/*.json)"],
+        )
+    ]
+
+
 @dataclasses.dataclass(frozen=True)
 class DemoService:
     """A service of the product and how the demo starts it."""
@@ -172,6 +216,7 @@ SERVICES: tuple[DemoService, ...] = (
     DemoService("rapl_agent", rapl_agents),
     DemoService("vm_exporter", vm_exporter),
     DemoService("authd", authd),
+    DemoService("discovery", discovery),
 )
 
 

@@ -1,10 +1,25 @@
-"""`one-discovery` / `python -m services.discovery`: not built yet."""
+"""`one-discovery` / `python -m services.discovery`: Prometheus targets kept in sync with oned."""
 
 from __future__ import annotations
 
-from services.common.runner import not_built
+from collections.abc import Sequence
 
-main = not_built("one-discovery", "its issue is not filed yet")
+from services.common.runner import serve
+
+from .app import create_app
+from .config import DiscoveryConfig
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    serve(
+        DiscoveryConfig,
+        create_app,
+        argv,
+        prog="one-discovery",
+        description="Keeps Prometheus' scrape targets in sync with OpenNebula: hosts' agents, "
+        "exporters inside VMs, the frontend's vm_exporter (file_sd, http_sd or static)",
+    )
+
 
 if __name__ == "__main__":
     main()

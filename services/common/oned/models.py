@@ -50,6 +50,33 @@ ON_HOST_LCM_STATES = frozenset(
     }
 )
 
+# LCM states (include/VirtualMachine.h, OpenNebula 6.10/7.x) in which the guest OS is up and
+# reachable, so an exporter inside it can be scraped (discovery's sr_exporter job). BOOT* are
+# not yet up, SHUTDOWN*/SAVE_* are going down, PROLOG*/EPILOG* have no running guest, UNKNOWN
+# means oned lost track of it (the "failure" a hook reports); the HOTPLUG and snapshot states
+# listed are operations on a running guest.
+GUEST_UP_LCM_STATES = frozenset(
+    {
+        3,  # RUNNING
+        4,  # MIGRATE (live migration: the guest keeps running)
+        17,  # HOTPLUG (disk attach/detach on a running VM)
+        24,  # HOTPLUG_SNAPSHOT (system snapshot of a running VM)
+        25,  # HOTPLUG_NIC (NIC attach/detach on a running VM)
+        26,  # HOTPLUG_SAVEAS (disk save-as on a running VM)
+        57,  # DISK_SNAPSHOT (disk snapshot of a running VM)
+        59,  # DISK_SNAPSHOT_DELETE (on a running VM)
+        62,  # DISK_RESIZE (on a running VM)
+        66,  # HOTPLUG_RESIZE (CPU/memory resize of a running VM)
+        69,  # BACKUP (backup of a running VM)
+    }
+)
+
+
+def guest_up(state: int, lcm_state: int) -> bool:
+    """True when a VM in STATE/LCM_STATE has its guest OS up (ACTIVE and a state above)."""
+    return state == VM_ACTIVE and lcm_state in GUEST_UP_LCM_STATES
+
+
 # Host STATE values (include/Host.h).
 HOST_MONITORED = 2
 HOST_ERROR = 3
@@ -132,6 +159,11 @@ class Vm:
     def flavours(self) -> float:
         """USER_TEMPLATE/FLAVOURS as a number, -1 when absent or not a number."""
         return flavours_value(self.flavours_text)
+
+    @property
+    def guest_up(self) -> bool:
+        """True when the guest OS is up (an exporter inside it can be scraped)."""
+        return guest_up(self.state, self.lcm_state)
 
     @property
     def on_host(self) -> bool:
