@@ -76,6 +76,18 @@ ITEMS: tuple[Item, ...] = (
         "KVM migrate wrapper (OpenNebula's driver over a per-migration overlay)",
         keep_original="migrate_default",
     ),
+    shim(
+        "discovery",
+        "services/discovery/shim/vm_hook",
+        "hooks/one-cognit/discovery_vm_hook",
+        "VM state hook",
+    ),
+    shim(
+        "discovery",
+        "services/discovery/shim/host_hook",
+        "hooks/one-cognit/discovery_host_hook",
+        "host state hook",
+    ),
     unit(FRONTEND, "vm_exporter"),
     unit(FRONTEND, "authd"),
     unit(FRONTEND, "discovery"),
@@ -92,7 +104,7 @@ ITEMS: tuple[Item, ...] = (
     ),
 )
 
-HOOKS: tuple[HookFiles, ...] = ()
+HOOKS: tuple[HookFiles, ...] = (HookFiles("discovery", "deploy/one/hooks/discovery-*.hook"),)
 
 # Services whose units install enables, per role, in the order to start them.
 SERVICES = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import pytest
 
 from services.install.cli import main
 from testkit import ROOT
+from tests.sim.conftest import Sim, start_sim
 
 DRIVER = b"#!/bin/bash\n# OpenNebula's vmm/kvm/migrate\nexit 0\n"
 
@@ -84,3 +85,32 @@ def cli(capsys) -> Callable[..., Result]:
         return Result(exited.value.code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def shared_sim() -> Iterator[Sim]:
+    sim = start_sim("--hosts", "1", "--vms-per-host", "1")
+    yield sim
+    sim.service.close()
+
+
+@pytest.fixture
+def sim(shared_sim: Sim) -> Iterator[Sim]:
+    """The module's simulated oned, its hook pool emptied after each test."""
+    yield shared_sim
+    if shared_sim.service.proc.poll() is None:
+        for hook in shared_sim.control("GET", "/v1/hooks")[1]["hooks"]:
+            shared_sim.raw("one.hook.delete", hook["id"])
+
+
+@pytest.fixture
+def auth(tmp_path: Path) -> Path:
+    path = tmp_path / "one_auth"
+    path.write_text("oneadmin:opennebula\n")
+    return path
+
+
+@pytest.fixture
+def oned(sim: Sim, auth: Path) -> list[str]:
+    """The flags that point install at the simulated oned."""
+    return ["--one-xmlrpc", sim.rpc_url, "--one-auth", str(auth)]
