@@ -1,6 +1,6 @@
 """The simulated cloud tests and benchmarks run the services on: the simulator with its
 hypervisors, one real rapl_agent per host on the host's own loopback address, vm_exporter,
-and (on request) authd. Every process is stopped by `close()`.
+and on request authd and discovery. Every process is stopped by `close()`.
 
     cloud = Cloud(tmp, fleet, hosts={"h1": "127.0.79.1", ...})
 """
@@ -154,6 +154,40 @@ class Cloud:
             ],  # fmt: skip
             self.agent_url(host) + "/healthz",
         )
+
+    def start_discovery(self, prometheus_config: Path, *flags: str, port: int = 0) -> str:
+        """one-discovery against this cloud (file_sd into tmp/sd unless `flags` say
+        otherwise), reconciling every second; its URL."""
+        port = port or free_port()
+        url = f"http://127.0.0.1:{port}"
+        self._start(
+            [
+                sys.executable,
+                "-m",
+                "services.discovery",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--one-xmlrpc",
+                self.rpc_url,
+                "--one-auth",
+                str(self.one_auth),
+                "--prometheus-config",
+                str(prometheus_config),
+                "--sd-dir",
+                str(self.tmp / "sd"),
+                "--reload",
+                "none",
+                "--reconcile-interval",
+                "1",
+                "--agent-port",
+                str(self.agent_port),
+                "--vm-exporter",
+                f"127.0.0.1:{self.port}",
+                *flags,
+            ],  # fmt: skip
+            url + "/healthz",
+        )
+        return url
 
     def stop_agent(self, host: str) -> None:
         self.agents[host].stop()

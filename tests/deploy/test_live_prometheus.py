@@ -1,6 +1,6 @@
 """The dashboard and the rules proven on data: the simulated cloud (sim with hypervisors, a
-rapl_agent per host, vm_exporter, authd), Prometheus finding them through file_sd files as
-it would through one-discovery, Debian's real Prometheus with deploy's rules loaded; every
+rapl_agent per host, vm_exporter, authd), one-discovery in file_sd mode giving Debian's real
+Prometheus its targets as on a real cloud, deploy's rules loaded; every
 panel's query and every recording rule through /api/v1/query, then an alert driven to firing
 by stopping a host's agent. Tests run in file order on one stack; the last one breaks it.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from testkit import ROOT, http, wait_for
+from testkit import ROOT, free_port, http, wait_for
 from testkit.cloud import Cloud
 from testkit.prometheus import RealPrometheus
 
@@ -43,14 +43,13 @@ FLEET = {
 }  # fmt: skip
 RUNNING = {"1", "2", "3", "4"}
 # Metrics the dashboard and rules use that no service in this checkout exports yet (being
-# built in parallel: vm_exporter's carbon counters, discovery). Queries using them are
+# built in parallel: vm_exporter's carbon counters). Queries using them are
 # checked as soon as the metric is there; until then test_nothing_pending says so.
 PENDING = {
     "opennebula_host_carbon_grams_total",
     "opennebula_vm_carbon_grams_total",
     "opennebula_host_carbon_intensity_gco2e_per_kwh",
     "opennebula_host_carbon_intensity_info",
-    "one_cognit_discovery_oned_up",
 }
 # Panels that show problems only (no series while all is well): checked once one is made.
 PROBLEMS_ONLY = {"Agents vm_exporter could not read"}
@@ -72,38 +71,6 @@ PLAUSIBLE = {
 }
 
 
-def sd_files(cloud: Cloud, sd: Path) -> None:
-    """The file_sd targets one-discovery writes for this cloud (same jobs and labels)."""
-    sd.mkdir()
-    ids = {name: str(i) for i, name in enumerate(HOSTS)}
-    jobs = {
-        "scaphandre": [
-            {
-                "targets": [f"{addr}:{cloud.agent_port}"],
-                "labels": {"one_host_id": ids[name], "one_host_name": name, "one_cluster_id": "0"},
-            }
-            for name, addr in HOSTS.items()
-        ],
-        "one_vm_exporter": [{"targets": [f"127.0.0.1:{cloud.port}"], "labels": {}}],
-        "sr_exporter": [
-            {
-                "targets": [vm["user_template"]["PROMETHEUS_EXPORTER"]],
-                "labels": {
-                    "one_vm_id": str(vm["id"]),
-                    "one_vm_name": vm["name"],
-                    "service_id": str(vm["user_template"]["SERVICE_ID"]),
-                    "role_name": vm["user_template"]["ROLE_NAME"],
-                    "flavour": str(vm["user_template"]["FLAVOURS"]),
-                },
-            }
-            for vm in FLEET["vms"]
-            if "PROMETHEUS_EXPORTER" in vm.get("user_template", {})
-        ],
-    }
-    for job, groups in jobs.items():
-        (sd / f"{job}.json").write_text(json.dumps(groups))
-
-
 def quick_rules(path: Path) -> None:
     """deploy's rules, expressions untouched, with `for:` at 1 s so an alert fires in a test
     (the durations themselves are promtool-tested in test_rules.py)."""
@@ -120,23 +87,38 @@ class Stack:
         self.cloud = Cloud(tmp, FLEET, HOSTS, authd=True)
         self.prometheus: RealPrometheus | None = None
         try:
-            sd_files(self.cloud, tmp / "sd")
             quick_rules(tmp / "rules.yml")
-            jobs = ["scaphandre", "one_vm_exporter", "sr_exporter"]
-            config = {
-                "global": {"scrape_interval": "1s", "scrape_timeout": "900ms",
-                           "evaluation_interval": "1s"},
-                "rule_files": [str(tmp / "rules.yml")],
-                "scrape_configs": [
-                    {"job_name": job,
-                     "file_sd_configs": [{"files": [str(tmp / "sd" / f"{job}.json")]}]}
-                    for job in jobs
-                ]
-                + [{"job_name": "one_cognit_authd",
-                    "static_configs": [{"targets": [self.cloud.authd_url.split("//")[1]]}]}],
-            }  # fmt: skip
-            (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-            self.prometheus = RealPrometheus(tmp, tmp / "prometheus.yml")
+            config = tmp / "prometheus.yml"
+            discovery_port = free_port()
+            own_jobs = {
+                "one_cognit_authd": self.cloud.authd_url.split("//")[1],
+                "one_cognit_discovery": f"127.0.0.1:{discovery_port}",
+            }
+            # The operator's part; discovery adds its jobs (file_sd) to this file.
+            config.write_text(
+                "# the test's Prometheus\n"
+                + yaml.safe_dump(
+                    {
+                        "global": {"scrape_interval": "1s", "scrape_timeout": "900ms",
+                                   "evaluation_interval": "1s"},
+                        "rule_files": [str(tmp / "rules.yml")],
+                        "scrape_configs": [
+                            {"job_name": job, "static_configs": [{"targets": [target]}]}
+                            for job, target in own_jobs.items()
+                        ],
+                    }
+                )
+            )  # fmt: skip
+            self.cloud.start_discovery(config, port=discovery_port)
+            wait_for(
+                lambda: (
+                    {"scaphandre", "sr_exporter", "one_vm_exporter"}
+                    <= {j["job_name"] for j in yaml.safe_load(config.read_text())["scrape_configs"]}
+                    and len(json.loads((tmp / "sd" / "scaphandre.json").read_text())) == 2
+                ),
+                what="discovery to write prometheus.yml and the file_sd files",
+            )
+            self.prometheus = RealPrometheus(tmp, config)
         except BaseException:
             self.close()
             raise
@@ -209,7 +191,8 @@ RECORDS = {r["record"]: r["expr"] for g in RULES["groups"] for r in g["rules"] i
 
 def metric_names(expr: str) -> set[str]:
     """The exported metrics a query reads, through the recording rules it uses."""
-    names = set(re.findall(r"\b(?:opennebula|one_cognit|scaph)_[a-zA-Z0-9_]+", expr))
+    # Whole names only: not the middle of a recording rule's `level:metric:operation`.
+    names = set(re.findall(r"(?<![:\w])(?:opennebula|one_cognit|scaph)_\w+(?![:\w])", expr))
     for record, rule in RECORDS.items():
         if record in expr:
             names |= metric_names(rule)
@@ -356,3 +339,20 @@ def test_a_stopped_agent_fires_its_alerts_and_shows_on_the_dashboard(stack):
         what="agent errors for host 1",
     )
     assert any("one_host_id=1" in k and v > 0 for k, v in errors.items()), errors
+
+
+def test_every_metric_named_by_the_rules_and_the_dashboard_exists(stack):
+    """A typo in a metric name would make a panel empty or an alert silent forever (last:
+    the agent errors exist once an agent has failed)."""
+    exprs = [r.get("expr", "") for g in RULES["groups"] for r in g["rules"]]
+    exprs += [t["expr"] for _, t in panel_targets()]
+    named = set().union(*(metric_names(e) for e in exprs)) - set(RECORDS)
+    exported = stack.exported()
+    tunnel_metrics = (ROOT / "services" / "tunnel_agent" / "metrics.py").read_text()
+    for name in sorted(named - PENDING):
+        if name.startswith("one_cognit_tunnel_agent_"):  # no tunnel agent in this stack
+            assert f'f"{{PREFIX}}_{name.removeprefix("one_cognit_tunnel_agent_")}"' in (
+                tunnel_metrics
+            ), name
+        else:
+            assert name in exported, f"{name} is named in deploy/ but nothing exports it"
