@@ -45,11 +45,13 @@ class Cloud:
         refresh: float = 0.5,
         agent_interval: float = 0.5,
         authd: bool = False,
+        agent_port: int = 0,
     ) -> None:
         self.tmp = tmp
         self.hosts = hosts
         self.agent_interval = agent_interval
         self.started: list[Service] = []
+        self.agent_port = agent_port or port_free_on(list(hosts.values()))
         try:
             self._start_all(fleet, refresh, authd)
         except BaseException:
@@ -81,7 +83,6 @@ class Cloud:
         status, body = get_json(self.control + "/v1/hypervisors")
         assert status == 200 and body["enabled"], body
         self.hypervisors = {hv["host"]: hv for hv in body["hypervisors"]}
-        self.agent_port = port_free_on(list(self.hosts.values()))
         self.agents = {name: self.start_agent(name) for name in self.hosts}
         self.one_auth = self.tmp / "one_auth"
         self.one_auth.write_text("oneadmin:opennebula\n")
