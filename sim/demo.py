@@ -54,6 +54,7 @@ class DemoConfig(ServiceConfig):
     exporter_listen: Listen = option(Listen("127.0.0.1", 9925), "vm_exporter address")
     authd_listen: Listen = option(Listen("127.0.0.1", 9932), "authd address")
     discovery_listen: Listen = option(Listen("127.0.0.1", 9930), "discovery address")
+    geo_listen: Listen = option(Listen("127.0.0.1", 9931), "geo address")
     refresh: float = option(3.0, "seconds between table refreshes", metavar="SECONDS")
     duration: float = option(0.0, "stop after this many seconds (0: until Ctrl-C)", metavar="S")
     workdir: Path | None = option(
@@ -203,6 +204,30 @@ def discovery(ctx: Context) -> list[Instance]:
     ]
 
 
+def geo(ctx: Context) -> list[Instance]:
+    """geo against the simulated oned: the generated hosts carry PUBLIC_IPs in a few countries."""
+    listen = ctx.config.geo_listen
+    base = f"http://{listen}"
+    return [
+        Instance(
+            "geo",
+            _module("geo")
+            + [
+                "--listen",
+                str(listen),
+                "--one-xmlrpc",
+                ctx.rpc_url,
+                "--one-auth",
+                str(ctx.one_auth),
+                "--reconcile-interval",
+                "30",
+            ],  # fmt: skip
+            f"{base}/healthz",
+            [f"{base}/v1/hosts", f"{base}/v1/lookup?ip=193.0.6.139"],
+        )
+    ]
+
+
 @dataclasses.dataclass(frozen=True)
 class DemoService:
     """A service of the product and how the demo starts it."""
@@ -217,6 +242,7 @@ SERVICES: tuple[DemoService, ...] = (
     DemoService("vm_exporter", vm_exporter),
     DemoService("authd", authd),
     DemoService("discovery", discovery),
+    DemoService("geo", geo),
 )
 
 
@@ -325,6 +351,7 @@ class Demo:
         self.control = f"http://{config.control_listen}"
         self.rpc_url = f"http://{config.listen}/RPC2"
         self.exporter: str | None = None
+        self.geo: str | None = None
         self.agents: dict[str, str] = {}
         self.header: list[str] = []
 
@@ -373,6 +400,8 @@ class Demo:
                         self.agents[host] = inst.urls[1]
                     elif service.name == "vm_exporter":
                         self.exporter = inst.urls[0]
+                    elif service.name == "geo":
+                        self.geo = inst.urls[0]
                 else:
                     self.header.append(
                         f"  {inst.label:<19} FAILED to start; log: {self.logs}: "
@@ -397,18 +426,26 @@ class Demo:
         if not self.agents and exporter is None:
             source = "none (no power service is built)"
         rows = vm_rows(vms, agents, exporter)
+        templates = {}
+        if self.geo:  # what geo wrote, as oned (the simulator) holds it
+            for h in (_get_json(self.control + "/v1/hosts") or {}).get("hosts", []):
+                templates[h["name"]] = h.get("template") or {}
         hosts = []
         for h in sim_hosts:
             reading = agents.get(h["host"])
-            hosts.append(
-                {
-                    "name": h["host"],
-                    "address": h["hostname"],
-                    "vms": len(h["vms"]),
-                    "measured_w": reading["host_w"] if reading else None,
-                    "model_w": h["power_w"],
-                }
-            )
+            host = {
+                "name": h["host"],
+                "address": h["hostname"],
+                "vms": len(h["vms"]),
+                "measured_w": reading["host_w"] if reading else None,
+                "model_w": h["power_w"],
+            }
+            if self.geo:
+                template = templates.get(h["host"], {})
+                host["public_ip"] = template.get("PUBLIC_IP", "")
+                host["geolocation"] = template.get("GEOLOCATION", "")
+                host["country"] = template.get("GEOLOCATION_COUNTRY", "")
+            hosts.append(host)
         stamp = time.strftime("%H:%M:%S")
         return render(rows, hosts, f"{source}, at {stamp}", self.header)
 

@@ -150,5 +150,11 @@ def render(
             f"host {h['name']} ({h['address']}): {h['vms']} VM(s) running, "
             f"agent {_fmt(measured, 1)} W, simulated model {_fmt(h.get('model_w'), 1)} W"
         )
+        if "geolocation" in h:  # geo runs: where the host is, as geo wrote it into oned
+            country = f" ({h['country']})" if h.get("country") else ""
+            lines.append(
+                f"  PUBLIC_IP {h.get('public_ip') or '-'} -> "
+                f"GEOLOCATION {h['geolocation'] or UNKNOWN}{country}"
+            )
     lines.append(f"power source: {source}; {UNKNOWN} = no reading yet or agent unreachable")
     return "\n".join(lines)

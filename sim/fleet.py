@@ -94,6 +94,20 @@ _ROLES = ("frontend", "worker", "db")
 _IMAGES = (("ubuntu2204", 2252), ("alma9", 10240), ("debian12", 2048))
 
 
+# Public addresses the generated hosts carry as PUBLIC_IP (for one-geo and the carbon figures):
+# well-known networks in several countries, by DB-IP City Lite 2023-04: Stockholm SE (Netnod),
+# Warsaw PL (wp.pl), Madrid ES (RedIRIS), Amsterdam NL (RIPE NCC), Espoo FI (Funet), and an
+# IPv6 one in Warsaw PL (NASK). Only looked up offline; nothing ever sends traffic to them.
+DEMO_PUBLIC_IPS = (
+    "192.36.148.17",
+    "212.77.98.9",
+    "130.206.1.1",
+    "193.0.6.139",
+    "193.166.3.2",
+    "2001:6a0::1",
+)
+
+
 def host_address(base: str, index: int) -> str:
     """The index-th address from `--host-ip-base` (kvm-01 gets the base itself)."""
     return str(ipaddress.IPv4Address(base) + index)
@@ -116,6 +130,7 @@ def generate_fleet(
                 hostname=host_address(host_ip_base, i),
                 cpus=rng.choice((16, 32, 48, 64)),
                 memory_mib=rng.choice((64, 128, 256, 512)) * 1024,
+                template={"PUBLIC_IP": DEMO_PUBLIC_IPS[i % len(DEMO_PUBLIC_IPS)]},
             )
         )
     vm_specs = []

@@ -30,6 +30,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def free_port_on(addresses: Sequence[str]) -> int:
+    """A TCP port that can be bound on every one of `addresses` (127.0.x.y) right now."""
+    for _ in range(200):
+        port = free_port(addresses[0])
+        try:
+            for address in addresses:
+                with socket.socket() as sock:
+                    sock.bind((address, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no common free port on {len(addresses)} addresses")
+
+
 def http(
     method: str,
     url: str,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -15,21 +13,32 @@ from prometheus_client import Histogram
 
 from services.common.app import HEALTH, REGISTRY, create_base_app, read_json
 from services.common.errors import BadRequest
+from services.common.health import Health
+from services.common.logs import clip
+from services.common.periodic import Periodic
 
+from .authenticator import Authenticator
+from .blown import BlownTokens
 from .config import AuthdConfig
 from .keys import KeyFormatError, parse_public_key
 from .metrics import PREFIX, AuthdCollector
 from .pool import VerifierPool, worker_argv
-from .revocation_watch import RevocationState, RevocationWatcher
-from .revocations import RevocationList
+from .revocation_watch import POLL_INTERVAL, RevocationState, RevocationWatcher
 from .verdict import Reason, Verdict
 
 log = logging.getLogger("services.authd")
 
 POOL = web.AppKey("pool", VerifierPool)
 WATCHER = web.AppKey("watcher", RevocationWatcher)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 COUNTS = web.AppKey("counts", collections.Counter)
 DURATION = web.AppKey("duration", Histogram)
+
+# /healthz says "saturated" while logins were refused for want of a worker this recently.
+SATURATION_WINDOW = 10.0
+CAPACITY_INTERVAL = 1.0
+# Answered 503 (the caller may retry), not 401 (the token is bad).
+UNAVAILABLE = (Reason.UNAVAILABLE, Reason.BUSY)
 
 
 def parse_request(body: Any) -> tuple[str, str, str]:
@@ -49,17 +58,20 @@ def parse_request(body: Any) -> tuple[str, str, str]:
     return username, password, secret
 
 
-def _revoked(verdict: Verdict, revocations: RevocationList) -> Verdict:
-    """The worker's verdict, overruled when one of the token's revocation ids is revoked."""
-    block = revocations.first_revoked(verdict.revocation_ids)
-    if block is None:
-        return verdict
-    rid = verdict.revocation_ids[block]
-    return Verdict(
-        Reason.REVOKED,
-        f"the token is revoked (block {block}, revocation id {rid[:16]}...)",
-        verdict.revocation_ids,
-    )
+async def _decide(app: web.Application, username: str, key_text: str, secret: str) -> Verdict:
+    try:
+        key = parse_public_key(key_text)
+    except KeyFormatError as exc:
+        return Verdict(Reason.BAD_KEY, f"bad stored key (the user's PASSWORD): {exc}")
+    state = app[WATCHER].state
+    if state.unknown:
+        # Unreadable since start (e.g. wrong owner): accepting would ignore every revocation.
+        return Verdict(
+            Reason.UNAVAILABLE,
+            f"the revocation file cannot be read ({state.error}); "
+            "no login is accepted until it can",
+        )
+    return await app[AUTHENTICATOR].authenticate(username, key, secret)
 
 
 async def authenticate(request: web.Request) -> web.Response:
@@ -72,33 +84,36 @@ async def authenticate(request: web.Request) -> web.Response:
         app[COUNTS][Reason.BAD_REQUEST] += 1
         raise
     key_text = password.strip()
-    try:
-        key = parse_public_key(key_text)
-    except KeyFormatError as exc:
-        verdict = Verdict(Reason.BAD_KEY, f"bad stored key (the user's PASSWORD): {exc}")
-    else:
-        if app[WATCHER].state.unknown:
-            # Unreadable since start (e.g. wrong owner): accepting would ignore every revocation.
-            verdict = Verdict(
-                Reason.UNAVAILABLE,
-                f"the revocation file cannot be read ({app[WATCHER].state.error}); "
-                "no login is accepted until it can",
-            )
-        else:
-            verdict = _revoked(
-                await app[POOL].verify(secret, key, username), app[WATCHER].state.revocations
-            )
+    verdict = await _decide(app, username, key_text, secret)
     app[DURATION].observe(time.perf_counter() - started)
     app[COUNTS][verdict.reason] += 1
-    # Never the token: the user, the outcome and why.
+    # Never the token: the user (cut and escaped: it is the caller's text), the outcome and why.
     if verdict.valid:
-        log.info("accepted user=%s", username)
+        log.info("accepted user=%s", clip(username))
         return web.json_response({"driver": "biscuit", "username": username, "password": key_text})
-    log.warning("rejected user=%s reason=%s: %s", username, verdict.reason, verdict.message)
-    status = 503 if verdict.reason is Reason.UNAVAILABLE else 401
+    log.warning("rejected user=%s reason=%s: %s", clip(username), verdict.reason, verdict.message)
+    _show_capacity(app)  # a few microseconds; /healthz then tells at once
+    status = 503 if verdict.reason in UNAVAILABLE else 401
     return web.json_response(
         {"error": verdict.message, "reason": verdict.reason.value}, status=status
     )
+
+
+def _show_capacity(app: web.Application) -> None:
+    """Workers, queue and remembered bombs on /healthz; degraded while logins are refused."""
+    scheduler, health = app[POOL].scheduler, app[HEALTH]
+    tokens, users = app[AUTHENTICATOR].blown.counts()
+    health.details.update(
+        workers_busy=scheduler.running,
+        verifications_waiting=scheduler.waiting,
+        blown_tokens=tokens,
+        heavy_users=users,
+    )
+    reason = scheduler.saturation(SATURATION_WINDOW)
+    if reason is None:
+        health.ok("verifier_capacity")
+    else:
+        health.fail("verifier_capacity", reason)
 
 
 async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -107,23 +122,7 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[POOL].close()
 
 
-async def _watcher_ctx(app: web.Application) -> AsyncIterator[None]:
-    watcher = app[WATCHER]
-    await watcher.refresh()
-    task = asyncio.get_running_loop().create_task(watcher.run())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-def create_app(config: AuthdConfig) -> web.Application:
-    """The authd app: routes, self metrics, the worker pool and the revocation watcher."""
-    app = create_base_app("authd")
-    health = app[HEALTH]
-    path = config.revocation_file
-    health.details["revocation_file"] = str(path) if path else None
-
+def _revocation_health(health: Health, path: object) -> Callable[[RevocationState], None]:
     def on_revocations(state: RevocationState) -> None:
         health.details["revoked_ids"] = len(state.revocations.ids)
         health.details["revocation_file_status"] = state.status
@@ -132,6 +131,16 @@ def create_app(config: AuthdConfig) -> web.Application:
         else:
             health.ok("revocation_file")
 
+    return on_revocations
+
+
+def create_app(config: AuthdConfig) -> web.Application:
+    """The authd app: routes, self metrics, the worker pool and the revocation watcher."""
+    app = create_base_app("authd")
+    health = app[HEALTH]
+    path = config.revocation_file
+    health.details["revocation_file"] = str(path) if path else None
+    on_revocations = _revocation_health(health, path)
     app[WATCHER] = RevocationWatcher(path, on_change=on_revocations)
     on_revocations(app[WATCHER].state)
     counts: collections.Counter[Reason] = collections.Counter()
@@ -144,9 +153,9 @@ def create_app(config: AuthdConfig) -> web.Application:
     )
 
     def on_workers() -> None:
-        alive = app[POOL].alive
-        health.details["workers"] = alive
-        if alive:
+        pool = app[POOL]
+        health.details["workers"] = pool.alive
+        if pool.alive_fast:
             health.ok("verifier")
         else:
             health.fail("verifier", "no verifier worker process is running")
@@ -155,10 +164,29 @@ def create_app(config: AuthdConfig) -> web.Application:
         worker_argv(config.limits, config.verify_cpu_limit),
         config.workers,
         cpu_limit=config.verify_cpu_limit,
+        per_user=config.user_workers,
+        user_queue=config.user_queue,
+        queue=config.queue,
         on_change=on_workers,
     )
-    app[REGISTRY].register(AuthdCollector(counts, lambda: app[WATCHER].state, app[POOL]))
+    app[AUTHENTICATOR] = Authenticator(
+        app[POOL],
+        lambda: app[WATCHER].state.revocations,
+        BlownTokens(config.blown_token_ttl),
+    )
+    app[REGISTRY].register(
+        AuthdCollector(counts, lambda: app[WATCHER].state, app[POOL], app[AUTHENTICATOR])
+    )
     app.cleanup_ctx.append(_pool_ctx)
-    app.cleanup_ctx.append(_watcher_ctx)
+    # The list is read before the first request is served, then every POLL_INTERVAL seconds.
+    watch = Periodic(
+        "revocation_watch", app[WATCHER].refresh, POLL_INTERVAL, health=health, await_first=True
+    )
+    app.cleanup_ctx.append(watch.cleanup_ctx)
+
+    async def capacity() -> None:
+        _show_capacity(app)
+
+    app.cleanup_ctx.append(Periodic("capacity", capacity, CAPACITY_INTERVAL).cleanup_ctx)
     app.router.add_post("/v1/authenticate", authenticate)
     return app

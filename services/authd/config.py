@@ -40,12 +40,29 @@ class AuthdConfig(ServiceConfig):
         metavar="SECONDS",
     )
     workers: int = option(2, "verifier worker processes")
+    user_workers: int = option(
+        1,
+        "verifications of one user that run at once; the other workers stay free for other users",
+    )
+    user_queue: int = option(
+        32, "verifications of one user that may wait for a worker; more are refused (503)"
+    )
+    queue: int = option(
+        256, "verifications that may wait for a worker in all; more are refused (503)"
+    )
+    blown_token_ttl: float = option(
+        600.0,
+        "seconds a token that blew the verification limits (and every token attenuated from "
+        "it) is refused without running, and its user served after the others; 0 = never",
+        metavar="SECONDS",
+    )
 
     def __post_init__(self) -> None:
         # NaN passes every `<` test below and then fails each verification in the worker.
         for flag, value in (
             ("--datalog-max-time", self.datalog_max_time),
             ("--verify-cpu-limit", self.verify_cpu_limit),
+            ("--blown-token-ttl", self.blown_token_ttl),
         ):
             if not math.isfinite(value):
                 raise ConfigError(f"{flag} must be a finite number of seconds")
@@ -62,6 +79,14 @@ class AuthdConfig(ServiceConfig):
             )
         if not 1 <= self.workers <= 64:
             raise ConfigError("--workers must be between 1 and 64")
+        if not 1 <= self.user_workers <= self.workers:
+            raise ConfigError("--user-workers must be between 1 and --workers")
+        if not 1 <= self.queue <= 100_000:
+            raise ConfigError("--queue must be between 1 and 100000")
+        if not 1 <= self.user_queue <= self.queue:
+            raise ConfigError("--user-queue must be between 1 and --queue")
+        if self.blown_token_ttl < 0:
+            raise ConfigError("--blown-token-ttl must be 0 or more seconds")
 
     @property
     def limits(self) -> Limits:

@@ -7,13 +7,20 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .authenticator import Authenticator
 from .pool import VerifierPool
 from .revocation_watch import RevocationState
+from .scheduler import FairScheduler
 from .verdict import Reason
 
 PREFIX = "one_cognit_authd"
 # Every reason is exported from the start, so rate() and alerts see zeros, not gaps.
-RESULTS = {Reason.VALID: "accepted", Reason.UNAVAILABLE: "error", Reason.BAD_REQUEST: "error"}
+RESULTS = {
+    Reason.VALID: "accepted",
+    Reason.UNAVAILABLE: "error",
+    Reason.BUSY: "error",
+    Reason.BAD_REQUEST: "error",
+}
 
 
 def result_of(reason: Reason) -> str:
@@ -22,17 +29,19 @@ def result_of(reason: Reason) -> str:
 
 
 class AuthdCollector(Collector):
-    """Authentication counts by reason, the revocation list and the worker pool."""
+    """Authentication counts by reason, the revocation list, the workers and their queue."""
 
     def __init__(
         self,
         counts: dict[Reason, int],
         revocations: Callable[[], RevocationState],
         pool: VerifierPool,
+        authenticator: Authenticator,
     ) -> None:
         self._counts = counts
         self._revocations = revocations
         self._pool = pool
+        self._authenticator = authenticator
 
     def collect(self) -> Iterator[Metric]:
         auth = CounterMetricFamily(
@@ -71,7 +80,9 @@ class AuthdCollector(Collector):
 
         pool = self._pool
         yield GaugeMetricFamily(
-            f"{PREFIX}_workers", "Verifier worker processes running", value=pool.alive
+            f"{PREFIX}_workers",
+            "Verifier worker processes running (--workers on the fast lane, one on the slow lane)",
+            value=pool.alive,
         )
         restarts = CounterMetricFamily(
             f"{PREFIX}_worker_restarts",
@@ -81,3 +92,49 @@ class AuthdCollector(Collector):
         for cause in ("cpu_limit", "crashed", "timeout", "protocol", "cancelled"):
             restarts.add_metric([cause], pool.restarts.get(cause, 0))
         yield restarts
+
+        scheduler = pool.scheduler
+        yield GaugeMetricFamily(
+            f"{PREFIX}_workers_busy",
+            "Verifier workers running a verification",
+            value=scheduler.running,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_verifications_waiting",
+            "Verifications waiting for a free worker",
+            value=scheduler.waiting,
+        )
+        busy = CounterMetricFamily(
+            f"{PREFIX}_busy_refusals",
+            "Logins refused (503) for want of a worker, by cause (user_queue: that user's queue "
+            "was full; queue: the whole queue was full; timeout: no worker came in time)",
+            labels=["cause"],
+        )
+        for cause in FairScheduler.CAUSES:
+            busy.add_metric([cause], scheduler.refusals.get(cause, 0))
+        yield busy
+        early = CounterMetricFamily(
+            f"{PREFIX}_refused_without_worker",
+            "Logins refused before any worker ran (size, encoding, block count, revocation, "
+            "a remembered blown token), by reason",
+            labels=["reason"],
+        )
+        for reason in (
+            Reason.MALFORMED_TOKEN,
+            Reason.TOKEN_LIMITS,
+            Reason.REVOKED,
+            Reason.DATALOG_LIMITS,
+        ):
+            early.add_metric([reason.value], self._authenticator.refused_early.get(reason, 0))
+        yield early
+        tokens, users = self._authenticator.blown.counts()
+        yield GaugeMetricFamily(
+            f"{PREFIX}_blown_tokens",
+            "Authority blocks refused at once because a token with them blew the limits recently",
+            value=tokens,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_heavy_users",
+            "Users served after the others because one of their tokens blew the limits recently",
+            value=users,
+        )

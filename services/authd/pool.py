@@ -1,8 +1,10 @@
 """The verifier worker processes seen from the server: one request at a time per worker.
 
-Requests wait (FIFO) for an idle worker. A worker that dies is replaced in the background: by
-its CPU alarm (a Datalog bomb: the request gets `datalog_limits`), by a crash or by missing its
-wall-clock deadline (the request gets `unavailable`, which the shim treats as a rejection).
+Requests wait for a free worker as the FairScheduler decides (users in turn, costly tokens
+last, bounded queues: a request that cannot wait is `busy`, 503). A worker that dies is replaced in
+the background: by its CPU alarm (a Datalog bomb: the request gets `datalog_limits`), by a crash
+or by missing its wall-clock deadline (the request gets `unavailable`, which the shim treats as
+a rejection).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .scheduler import Busy, FairScheduler, Priority
 from .verdict import Reason, Verdict
 from .verifier import Limits
 
@@ -24,6 +27,10 @@ log = logging.getLogger(__name__)
 
 _READY_LINE = b'{"ready": true}'
 _PIPE_LIMIT = 1024 * 1024
+# The slow lane (tokens that join predicates, where Datalog bombs live) runs at this niceness:
+# under contention a bomb, and the start of its replacement, get ~10 % of the CPU share of a
+# normal process (CFS weight 110 against 1024), so they cannot slow the fast lane's logins.
+SLOW_NICE = 10
 
 
 class WorkerDied(Exception):
@@ -52,8 +59,9 @@ def worker_argv(limits: Limits, cpu_limit: float) -> list[str]:
 
 
 class _Worker:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, slow: bool) -> None:
         self.proc = proc
+        self.slow = slow
         self._next_id = 0
 
     @property
@@ -92,7 +100,8 @@ class _Worker:
 
 
 class VerifierPool:
-    """`size` worker processes that verify tokens; `verify()` never blocks the event loop."""
+    """`size` fast-lane worker processes and one slow-lane one (niced) that verify tokens;
+    `verify()` never blocks the event loop."""
 
     def __init__(
         self,
@@ -103,6 +112,9 @@ class VerifierPool:
         call_timeout: float = 3.0,
         acquire_timeout: float = 4.0,
         start_timeout: float = 30.0,
+        per_user: int = 1,
+        user_queue: int = 32,
+        queue: int = 256,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.argv = argv
@@ -113,23 +125,36 @@ class VerifierPool:
         self.start_timeout = start_timeout
         self.restarts: collections.Counter[str] = collections.Counter()
         self._on_change = on_change or (lambda: None)
-        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self.scheduler: FairScheduler[_Worker] = FairScheduler(
+            size + 1, per_user=per_user, user_queue=user_queue, queue=queue
+        )
         self._workers: set[_Worker] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
 
     @property
     def alive(self) -> int:
+        """Worker processes running, both lanes."""
         return sum(1 for w in self._workers if w.running)
 
-    async def _spawn(self) -> _Worker:
+    @property
+    def alive_fast(self) -> int:
+        """Fast-lane worker processes running: without one, no login can succeed."""
+        return sum(1 for w in self._workers if w.running and not w.slow)
+
+    def pids(self, *, slow: bool | None = None) -> list[int]:
+        """Process ids of the running workers, of one lane or both."""
+        return [w.proc.pid for w in self._workers if w.running and (slow is None or w.slow == slow)]
+
+    async def _spawn(self, slow: bool) -> _Worker:
+        argv = [*self.argv, "--nice", str(SLOW_NICE)] if slow else self.argv
         proc = await asyncio.create_subprocess_exec(
-            *self.argv,
+            *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=_PIPE_LIMIT,
         )
-        worker = _Worker(proc)
+        worker = _Worker(proc, slow)
         assert proc.stdout is not None
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), self.start_timeout)
@@ -144,34 +169,49 @@ class VerifierPool:
             await proc.wait()
             return worker
         self._workers.add(worker)
-        self._idle.put_nowait(worker)
+        self.scheduler.put(worker, slow=slow)
         self._on_change()
+        self._track(self._watch(worker))
         return worker
 
-    async def start(self) -> None:
-        """Start every worker; fail when none can start (a broken install, not a bad token)."""
-        results = await asyncio.gather(
-            *(self._spawn() for _ in range(self.size)), return_exceptions=True
-        )
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if len(errors) == self.size:
-            raise RuntimeError(str(errors[0]))
-        for _ in errors:
-            self._respawn_later()
+    async def _watch(self, worker: _Worker) -> None:
+        """Replace a worker that dies while idle (killed, out of memory) at once, not at use."""
+        await worker.proc.wait()
+        if worker in self._workers and not self._closing and self.scheduler.discard(worker):
+            log.error(
+                "verifier worker %d exited while idle (status %s)",
+                worker.proc.pid,
+                worker.proc.returncode,
+            )
+            self._retire(worker, "crashed")
 
-    def _respawn_later(self) -> None:
-        if self._closing:
-            return
-        task = asyncio.get_running_loop().create_task(self._respawn())
+    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _respawn(self) -> None:
+    async def start(self) -> None:
+        """Start every worker; fail when none can start (a broken install, not a bad token)."""
+        lanes = [False] * self.size + [True]
+        results = await asyncio.gather(
+            *(self._spawn(slow) for slow in lanes), return_exceptions=True
+        )
+        failed = [slow for slow, r in zip(lanes, results, strict=True) if isinstance(r, Exception)]
+        if failed.count(False) == self.size:
+            raise RuntimeError(str(next(r for r in results if isinstance(r, Exception))))
+        for slow in failed:
+            self._respawn_later(slow)
+
+    def _respawn_later(self, slow: bool) -> None:
+        if not self._closing:
+            self._track(self._respawn(slow))
+
+    async def _respawn(self, slow: bool) -> None:
         delay = 0.0
         while not self._closing:
             await asyncio.sleep(delay)
             try:
-                await self._spawn()
+                await self._spawn(slow)
                 return
             except Exception as exc:  # keep trying: without workers every login fails
                 delay = min(max(delay * 2, 0.5), 10.0)
@@ -182,34 +222,42 @@ class VerifierPool:
         self._workers.discard(worker)
         self.restarts[cause] += 1
         self._on_change()
-        self._respawn_later()
+        self._respawn_later(worker.slow)
 
-    async def _acquire(self) -> _Worker:
-        # asyncio.timeout, not wait_for: a worker handed over as the timeout fires stays queued.
-        async with asyncio.timeout(self.acquire_timeout):
-            while True:
-                worker = await self._idle.get()
-                if worker.running:
-                    return worker
-                self._retire(worker, "crashed")
+    async def _acquire(self, user: str, priority: Priority) -> _Worker:
+        """A running worker for this user's turn; Busy when none comes in time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.acquire_timeout
+        while True:
+            try:
+                worker = await self.scheduler.acquire(
+                    user, priority=priority, timeout=max(0.0, deadline - loop.time())
+                )
+            except Busy as exc:
+                if exc.cause == "timeout":
+                    exc.args = (f"no verifier worker free within {self.acquire_timeout:g} s",)
+                raise
+            if worker.running:
+                return worker
+            self._retire(worker, "crashed")
+            self.scheduler.done(user, priority)
 
-    async def verify(self, token: str, key: bytes, username: str) -> Verdict:
-        """Verify in a worker; limits and crashes become verdicts, never exceptions."""
+    async def verify(
+        self, token: str, key: bytes, username: str, *, priority: Priority = Priority.CHEAP
+    ) -> Verdict:
+        """Verify in a worker; limits, crashes and full queues become verdicts, never exceptions."""
         if self._closing:
             return Verdict(Reason.UNAVAILABLE, "authd is shutting down")
         try:
-            worker = await self._acquire()
-        except TimeoutError:
-            return Verdict(
-                Reason.UNAVAILABLE, f"no verifier worker free within {self.acquire_timeout:g} s"
-            )
+            worker = await self._acquire(username, priority)
+        except Busy as exc:
+            return Verdict(Reason.BUSY, f"authd is busy: {exc}; try again")
         request = {"token": token, "key": key.hex(), "username": username}
-        done = False
+        free: _Worker | None = None
         try:
             reply = await worker.call(request, self.call_timeout)
-            done = True
+            free = worker
         except WorkerDied as exc:
-            done = True
             self._retire(worker, exc.cause)
             if exc.cause == "cpu_limit":
                 return Verdict(
@@ -219,10 +267,11 @@ class VerifierPool:
                 )
             log.error("verifier worker failed (%s): %s", exc.cause, exc)
             return Verdict(Reason.UNAVAILABLE, f"verifier worker failed: {exc}")
+        except BaseException:  # cancelled mid-call: its answer would reach the next request
+            self._retire(worker, "cancelled")
+            raise
         finally:
-            if not done:  # cancelled mid-call: its answer would reach the next request
-                self._retire(worker, "cancelled")
-        self._idle.put_nowait(worker)
+            self.scheduler.done(username, priority, free)
         try:
             return Verdict.from_json(reply)
         except (ValueError, KeyError, TypeError) as exc:

@@ -1,4 +1,8 @@
-"""Keeps the revocation list in step with `--revocation-file` (polled, reloaded on change)."""
+"""Keeps the revocation list in step with `--revocation-file` (polled, reloaded on change).
+
+`refresh` is one look at the file; the app runs it every POLL_INTERVAL seconds with the shared
+`services.common.periodic.Periodic`, which also reports a failing look on `/healthz`.
+"""
 
 from __future__ import annotations
 
@@ -52,11 +56,9 @@ class RevocationWatcher:
         self,
         path: Path | None,
         *,
-        interval: float = POLL_INTERVAL,
         on_change: Callable[[RevocationState], None] | None = None,
     ) -> None:
         self.path = path
-        self.interval = interval
         self.state = RevocationState(status="disabled" if path is None else "missing")
         self._seen: tuple[int, ...] | str | None | object = object()
         self._on_change = on_change or (lambda state: None)
@@ -117,12 +119,3 @@ class RevocationWatcher:
                 loaded_at=time.time(),
             )
         )
-
-    async def run(self) -> None:
-        """Poll until cancelled."""
-        while True:
-            try:
-                await self.refresh()
-            except Exception:  # a surprise must not stop revocations for good
-                log.exception("revocation file check failed")
-            await asyncio.sleep(self.interval)

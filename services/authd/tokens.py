@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import biscuit_auth as biscuit
 
-from .verifier import public_key
+from .verdict import Verdict
+from .verifier import precheck, public_key
 
 # OpenNebula's User::INVALID_NAME_CHARS: such a name can never log in.
 _INVALID_NAME = re.compile(r"[ :\t\n\v\f\r]")
@@ -89,7 +90,12 @@ def mint(
             builder.add_check(biscuit.Check(statement))
         except (biscuit.DataLogError, ValueError) as exc:
             raise TokenError(f"--check {text!r} is not a Datalog check: {exc}") from None
-    return builder.build(private_key(raw_private)).to_base64()
+    token = builder.build(private_key(raw_private)).to_base64()
+    # Never hand out a token authd would refuse unseen (too many checks, too wide a join).
+    refused = precheck(token)
+    if isinstance(refused, Verdict):
+        raise TokenError(f"authd would refuse this token: {refused.message}")
+    return token
 
 
 @dataclasses.dataclass(frozen=True)

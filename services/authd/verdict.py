@@ -19,8 +19,10 @@ class Reason(enum.StrEnum):
     EXPIRED = "expired"
     FAILED_CHECK = "failed_check"
     DATALOG_LIMITS = "datalog_limits"
+    TOKEN_LIMITS = "token_limits"
     REVOKED = "revoked"
     UNAVAILABLE = "unavailable"
+    BUSY = "busy"
 
 
 @dataclasses.dataclass(frozen=True)

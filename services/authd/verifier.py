@@ -1,21 +1,35 @@
 """Is this Biscuit a valid OpenNebula login for this user and key? (SPEC section 7).
 
 Pure: values in, a Verdict out; no I/O, no logging, no clock unless none is given. Revocation
-is not decided here: the verdict carries the token's revocation ids and the caller, which
-owns the live revocation list, looks them up.
+is not decided here: `precheck` gives the token's revocation ids and the caller, which owns
+the live revocation list, looks them up.
+
+What needs no Datalog is checked first (issue 14): `precheck` (size, encoding, block count, each
+block's size, statements and rule bodies; cheap enough for the event loop), then the signature.
+Only then does Datalog run.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 
 import biscuit_auth as biscuit
 
+from .token_shape import BlockShape, ShapeError, block_shape, encoded_blocks
 from .verdict import Reason, Verdict
 
-# Biscuit tokens are a few hundred bytes; a large one is only CPU spent parsing it.
-MAX_TOKEN_CHARS = 64 * 1024
+# Login tokens are a few hundred characters; parsing the largest allowed one on the event loop
+# takes ~1.5 ms (library parse ~0.7 ms, shape ~0.7 ms, measured): 64 KiB took ~6 ms.
+MAX_TOKEN_CHARS = 16 * 1024
+# Static limits: a login token holds a user fact and a few checks. Each attenuation block costs
+# a signature check (~45 us); a rule or check joining many predicates is how Datalog bombs
+# multiply their cost (n facts joined k ways: n**k combinations).
+MAX_BLOCKS = 16
+MAX_BLOCK_BYTES = 4 * 1024
+MAX_BLOCK_STATEMENTS = 64
+MAX_BODY_PREDICATES = 4
 # Messages quote failing checks; a token may hold long ones.
 MAX_MESSAGE_CHARS = 400
 
@@ -45,6 +59,90 @@ def _error_text(exc: BaseException) -> str:
 def public_key(raw: bytes) -> biscuit.PublicKey:
     """A biscuit PublicKey from 32 raw bytes; ValueError when they are not a key."""
     return biscuit.PublicKey.from_bytes(raw, biscuit.Algorithm.Ed25519)
+
+
+@dataclasses.dataclass(frozen=True)
+class Precheck:
+    """A token within the static limits; its ids are not yet known to be signed."""
+
+    unverified: biscuit.UnverifiedBiscuit
+    revocation_ids: tuple[str, ...]
+    widest_body: int  # most predicates one rule or check joins
+
+    @property
+    def authority_id(self) -> str:
+        return self.revocation_ids[0]
+
+    @property
+    def joins(self) -> bool:
+        """True when some rule or check joins predicates: the only way Datalog blows up."""
+        return self.widest_body >= 2
+
+
+def _block_verdict(index: int, shape: BlockShape) -> Verdict | None:
+    what = "the authority block" if index == 0 else f"block {index}"
+    if shape.size > MAX_BLOCK_BYTES:
+        problem = f"is {shape.size} bytes; at most {MAX_BLOCK_BYTES} are allowed"
+    elif shape.statements > MAX_BLOCK_STATEMENTS:
+        problem = (
+            f"holds {shape.statements} facts, rules and checks; "
+            f"at most {MAX_BLOCK_STATEMENTS} are allowed"
+        )
+    elif shape.widest_body > MAX_BODY_PREDICATES:
+        problem = (
+            f"has a rule or check joining {shape.widest_body} predicates; "
+            f"at most {MAX_BODY_PREDICATES} are allowed"
+        )
+    else:
+        return None
+    return Verdict(Reason.TOKEN_LIMITS, f"{what} {problem} (checked before running Datalog)")
+
+
+def _shape(token: str) -> int | Verdict:
+    """The widest rule body of the token, or TOKEN_LIMITS when a block is over a limit."""
+    # The library has decoded this text already; base64url, padding optional.
+    encoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    widest = 0
+    try:
+        for index, block in enumerate(encoded_blocks(encoded)):
+            if len(block) > MAX_BLOCK_BYTES:  # refused before its fields are even read
+                shape = BlockShape(len(block), 0, 0, 0, 0)
+            else:
+                shape = block_shape(block)
+            verdict = _block_verdict(index, shape)
+            if verdict is not None:
+                return verdict
+            widest = max(widest, shape.widest_body)
+    except ShapeError as exc:
+        return Verdict(Reason.MALFORMED_TOKEN, f"the token's encoding is not a Biscuit: {exc}")
+    return widest
+
+
+def precheck(token: str) -> Precheck | Verdict:
+    """Everything that needs neither the signature nor Datalog: empty, too long, not a
+    Biscuit, too many blocks, a block too large or too long, a rule or check joining too many
+    predicates. Cheap enough for the event loop (~40 us for a login token, 1.5 ms at most)."""
+    token = token.strip()
+    if not token:
+        return Verdict(Reason.MALFORMED_TOKEN, "the token is empty")
+    if len(token) > MAX_TOKEN_CHARS:
+        return Verdict(
+            Reason.MALFORMED_TOKEN,
+            f"the token is {len(token)} characters, over the {MAX_TOKEN_CHARS} limit",
+        )
+    try:
+        unverified = biscuit.UnverifiedBiscuit.from_base64(token)
+    except biscuit.BiscuitValidationError as exc:
+        return Verdict(Reason.MALFORMED_TOKEN, f"not a base64url Biscuit: {_error_text(exc)}")
+    blocks = unverified.block_count()
+    if blocks > MAX_BLOCKS:
+        return Verdict(
+            Reason.TOKEN_LIMITS, f"the token has {blocks} blocks; at most {MAX_BLOCKS} are allowed"
+        )
+    widest = _shape(token)
+    if isinstance(widest, Verdict):
+        return widest
+    return Precheck(unverified, tuple(unverified.revocation_ids), widest)
 
 
 def _set_limits(builder: biscuit.AuthorizerBuilder, limits: Limits) -> None:
@@ -88,25 +186,16 @@ def verify(
     limits: Limits = Limits(),  # noqa: B008 - frozen dataclass, safe as a default
     now: dt.datetime | None = None,
 ) -> Verdict:
-    """Check signature, the single user fact and every check of every block, in that order."""
-    token = token.strip()
-    if not token:
-        return Verdict(Reason.MALFORMED_TOKEN, "the token is empty")
-    if len(token) > MAX_TOKEN_CHARS:
-        return Verdict(
-            Reason.MALFORMED_TOKEN,
-            f"the token is {len(token)} characters, over the {MAX_TOKEN_CHARS} limit",
-        )
+    """Check the static limits, signature, the single user fact and every check, in order."""
+    checked = precheck(token)
+    if isinstance(checked, Verdict):
+        return checked
     try:
         root = public_key(key)
     except ValueError as exc:
         return Verdict(Reason.BAD_KEY, f"the user's key is not an Ed25519 key: {_error_text(exc)}")
     try:
-        unverified = biscuit.UnverifiedBiscuit.from_base64(token)
-    except biscuit.BiscuitValidationError as exc:
-        return Verdict(Reason.MALFORMED_TOKEN, f"not a base64url Biscuit: {_error_text(exc)}")
-    try:
-        parsed = unverified.verify(root)
+        parsed = checked.unverified.verify(root)
     except (biscuit.BiscuitValidationError, ValueError):
         return Verdict(
             Reason.BAD_SIGNATURE,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -48,7 +49,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-facts", type=int, required=True)
     parser.add_argument("--max-iterations", type=int, required=True)
     parser.add_argument("--cpu-limit", type=float, required=True)
+    parser.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority")
     args = parser.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)
     limits = Limits(args.max_time, args.max_facts, args.max_iterations)
     # Ctrl-C reaches the whole process group; the server decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,1 +1,1 @@
-"""one-cognit geo service."""
+"""one-cognit geo: every host's GEOLOCATION from its public addresses, offline (SPEC section 8)."""

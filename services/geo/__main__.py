@@ -1,10 +1,18 @@
-"""`one-geo` / `python -m services.geo`: not built yet."""
+"""`one-geo` / `python -m services.geo`: host locations from public addresses, offline."""
 
 from __future__ import annotations
 
-from services.common.runner import not_built
+from collections.abc import Sequence
 
-main = not_built("one-geo", "its issue is not filed yet")
+from services.common.runner import serve
+
+from .app import create_app
+from .config import DESCRIPTION, GeoConfig
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    serve(GeoConfig, create_app, argv, prog="one-geo", description=DESCRIPTION)
+
 
 if __name__ == "__main__":
     main()

@@ -1,28 +1,32 @@
-"""Keys, real tokens, a running authd and the real shim, shared by the authd tests."""
+"""Keys, real tokens, authd in-process (create_app + aiohttp's test client) or as a process."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import io
 import json
-import os
-import shutil
-import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import biscuit_auth as biscuit
 import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
-from testkit import ROOT, Service, free_port, http
+from services.authd.app import create_app
+from services.authd.config import AuthdConfig
+from testkit import Service, free_port, http
+from testkit import authd as kit
 
-SHIM = ROOT / "services" / "authd" / "shim" / "authenticate"
 AUTHD = [sys.executable, "-m", "services.authd"]
-# oned runs drivers with systemd's default PATH: `#!/usr/bin/env python3` finds the system
-# Python there (a developer's pyenv shim in front of it would add ~100 ms per run).
-SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-SHIM_PATH = SYSTEMD_PATH if shutil.which("python3", path=SYSTEMD_PATH) else os.environ["PATH"]
+SHIM = kit.SHIM
+CPU_BOMB, FACT_BOMB, ITERATION_BOMB = kit.CPU_BOMB, kit.FACT_BOMB, kit.ITERATION_BOMB
+authn_xml, run_shim = kit.authn_xml, kit.run_shim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +37,7 @@ class Keys:
 
     @property
     def hex(self) -> str:
-        return bytes(self.pair.public_key.to_bytes()).hex()
+        return kit.public_hex(self.pair)
 
     @property
     def prefixed(self) -> str:
@@ -55,101 +59,12 @@ def make_token(
     params: dict | None = None,
 ) -> str:
     """A real Biscuit signed with `keys`, attenuated with one block per entry of `blocks`."""
-    token = biscuit.BiscuitBuilder(authority, params or {}).build(keys.pair.private_key)
-    for block in blocks:
-        token = token.append(biscuit.BlockBuilder(block))
-    return token.to_base64()
+    return kit.make_token(keys.pair, authority, blocks, params)
 
 
 def expiring(keys: Keys, user: str = "alice", delta: dt.timedelta = dt.timedelta(hours=1)) -> str:
     """A token for `user` whose authority block expires `delta` from now."""
-    return make_token(
-        keys,
-        "user({user}); check if time($t), $t <= {exp};",
-        params={"user": user, "exp": now() + delta},
-    )
-
-
-def authn_xml(username: str, password: str, secret: str) -> bytes:
-    """The AUTHN document one_auth_mad writes on the driver's stdin (escaped as REXML does)."""
-    from xml.sax.saxutils import escape
-
-    return (
-        f"<AUTHN><USERNAME>{escape(username)}</USERNAME><PASSWORD>{escape(password)}</PASSWORD>"
-        f"<SECRET>{escape(secret)}</SECRET></AUTHN>"
-    ).encode()
-
-
-def run_shim(
-    stdin: bytes, url: str, *, timeout_env: str | None = None, timeout: float = 30.0
-) -> subprocess.CompletedProcess:
-    """Run the shim exactly as oned does: no arguments, AUTHN XML on stdin."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONE_COGNIT_")}
-    env["PATH"] = SHIM_PATH
-    env["ONE_COGNIT_AUTHD_URL"] = url
-    if timeout_env is not None:
-        env["ONE_COGNIT_AUTHD_TIMEOUT"] = timeout_env
-    return subprocess.run(
-        [str(SHIM)], input=stdin, capture_output=True, timeout=timeout, env=env, cwd="/"
-    )
-
-
-class Authd:
-    """A running authd subprocess with its revocation file."""
-
-    def __init__(self, service: Service, base: str, revocation_file: Path) -> None:
-        self.service = service
-        self.base = base
-        self.revocation_file = revocation_file
-
-    def post(self, body: object) -> tuple[int, dict]:
-        status, _, raw = http("POST", self.base + "/v1/authenticate", body)
-        return status, json.loads(raw)
-
-    def login(self, username: str, password: str, secret: str) -> tuple[int, dict]:
-        return self.post({"username": username, "password": password, "secret": secret})
-
-    def metrics(self) -> str:
-        return http("GET", self.base + "/metrics")[2].decode()
-
-    def metric(self, reason: str) -> float:
-        """The authentications counter for one reason."""
-        for line in self.metrics().splitlines():
-            if line.startswith("one_cognit_authd_authentications_total{") and (
-                f'reason="{reason}"' in line
-            ):
-                return float(line.rsplit(" ", 1)[1])
-        raise AssertionError(f"no authentications_total sample for reason {reason}")
-
-
-def start_authd(tmp: Path, *flags: str) -> Authd:
-    port = free_port()
-    revocation_file = tmp / "revoked.txt"
-    service = Service(
-        [
-            *AUTHD,
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--revocation-file",
-            str(revocation_file),
-            *flags,
-        ]
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        service.wait_http(base + "/healthz", timeout=30)
-    except BaseException:
-        service.close()
-        raise
-    return Authd(service, base, revocation_file)
-
-
-@pytest.fixture(scope="module")
-def authd(tmp_path_factory) -> Iterator[Authd]:
-    """One authd shared by a test module (starting worker processes costs ~0.3 s)."""
-    server = start_authd(tmp_path_factory.mktemp("authd"))
-    yield server
-    server.service.close()
+    return kit.expiring(keys.pair, user, delta)
 
 
 @pytest.fixture(scope="module")
@@ -162,13 +77,99 @@ def other_keys() -> Keys:
     return Keys(biscuit.KeyPair())
 
 
-# Datalog bombs. The library's time limit is only checked between rule iterations, so the
-# join in CPU_BOMB's check (40^5 = 10^8 combinations, minutes of CPU) is stopped only by the
-# worker's CPU alarm; FACT_BOMB and ITERATION_BOMB trip the library's own limits.
-CPU_BOMB = (
-    'user("alice");'
-    + "".join(f"n({i});" for i in range(40))
-    + "check if n($a), n($b), n($c), n($d), n($e), $a + $b + $c + $d + $e == -1;"
-)
-FACT_BOMB = 'user("alice");' + "".join(f"n({i});" for i in range(60)) + "p($x, $y) <- n($x), n($y);"
-ITERATION_BOMB = 'user("alice"); p0(1);' + "".join(f"p{i + 1}($x) <- p{i}($x);" for i in range(150))
+class InProcess:
+    """authd built by `create_app`, served on loopback by aiohttp's TestServer."""
+
+    def __init__(self, client: TestClient, revocation_file: Path) -> None:
+        self.client = client
+        self.app: web.Application = client.app  # type: ignore[assignment]
+        self.revocation_file = revocation_file
+
+    @property
+    def base(self) -> str:
+        return str(self.client.make_url("")).rstrip("/")
+
+    async def post(self, body: Any, path: str = "/v1/authenticate") -> tuple[int, Any]:
+        data = io.BytesIO(body if isinstance(body, bytes) else json.dumps(body).encode())
+        async with self.client.post(path, data=data) as resp:
+            raw = await resp.read()
+            return resp.status, json.loads(raw)
+
+    async def login(self, username: str, password: str, secret: str) -> tuple[int, dict]:
+        return await self.post({"username": username, "password": password, "secret": secret})
+
+    async def health(self) -> tuple[int, dict]:
+        async with self.client.get("/healthz") as resp:
+            return resp.status, await resp.json()
+
+    async def metrics(self) -> str:
+        async with self.client.get("/metrics") as resp:
+            return await resp.text()
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """One sample of `one_cognit_authd_<name>`, chosen by its labels."""
+        return sample(await self.metrics(), name, **labels)
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of the sample `one_cognit_authd_<name>` whose labels include `labels`."""
+    for line in text.splitlines():
+        metric, _, value = line.rpartition(" ")
+        family = metric.split("{", 1)[0]
+        if family != f"one_cognit_authd_{name}":
+            continue
+        if all(f'{k}="{v}"' in metric for k, v in labels.items()):
+            return float(value)
+    raise AssertionError(f"no sample one_cognit_authd_{name} {labels}")
+
+
+@contextlib.asynccontextmanager
+async def serve_authd(tmp: Path, **options: Any) -> AsyncIterator[InProcess]:
+    """A fresh in-process authd with its own revocation file under `tmp`."""
+    revocation_file = tmp / "revoked.txt"
+    config = AuthdConfig(revocation_file=revocation_file, **options)
+    async with TestClient(TestServer(create_app(config))) as client:
+        yield InProcess(client, revocation_file)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def authd(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[InProcess]:
+    """One in-process authd shared by a test module (its 2 worker processes start once)."""
+    async with serve_authd(tmp_path_factory.mktemp("authd")) as server:
+        yield server
+
+
+class Process:
+    """authd as a real subprocess, for what only a process shows (and for the shim)."""
+
+    def __init__(self, service: Service, base: str, revocation_file: Path) -> None:
+        self.service = service
+        self.base = base
+        self.revocation_file = revocation_file
+
+    def login(self, username: str, password: str, secret: str) -> tuple[int, dict]:
+        body = {"username": username, "password": password, "secret": secret}
+        status, _, raw = http("POST", self.base + "/v1/authenticate", body)
+        return status, json.loads(raw)
+
+
+def start_process(tmp: Path, *flags: str) -> Process:
+    port = free_port()
+    revocation_file = tmp / "revoked.txt"
+    argv = [*AUTHD, "--listen", f"127.0.0.1:{port}", "--revocation-file", str(revocation_file)]
+    service = Service([*argv, *flags])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        service.wait_http(base + "/healthz", timeout=30)
+    except BaseException:
+        service.close()
+        raise
+    return Process(service, base, revocation_file)
+
+
+@pytest.fixture(scope="module")
+def authd_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    """One authd process shared by a test module."""
+    server = start_process(tmp_path_factory.mktemp("authd"))
+    yield server
+    server.service.close()

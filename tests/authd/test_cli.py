@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import re
 import stat
+import subprocess
+import sys
 
 import biscuit_auth as biscuit
 import pytest
 
+from services.authd.__main__ import main
 from services.authd.verifier import verify
 from testkit import VENV_BIN, run
 
 from .conftest import expiring, make_token
 
 CLI = str(VENV_BIN / "one-authd")
+
+
+def cli(argv: list[str], input: str | None = None) -> subprocess.CompletedProcess:
+    """`one-authd <argv>` run in-process: its exit code and what it printed."""
+    out, err = io.StringIO(), io.StringIO()
+    stdin, sys.stdin = sys.stdin, io.StringIO(input or "")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(argv)
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.stdin = stdin
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
 LINE = {
     "private": re.compile(r"Private key: ed25519-private/([0-9a-f]{64})"),
     "public": re.compile(r"Public key: ed25519/([0-9a-f]{64})"),
@@ -24,7 +47,7 @@ LINE = {
 
 
 def keygen(*args: str) -> dict[str, str]:
-    result = run([CLI, "keygen", *args])
+    result = cli(["keygen", *args])
     assert result.returncode == 0, result.stderr
     found = {}
     for line in result.stdout.splitlines():
@@ -55,7 +78,7 @@ def test_keygen_private_key_file_is_0600_and_never_overwritten(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     content = path.read_text()
     assert re.fullmatch(r"ed25519-private/[0-9a-f]{64}\n", content)
-    again = run([CLI, "keygen", "--private-key-file", str(path)])
+    again = cli(["keygen", "--private-key-file", str(path)])
     assert again.returncode == 2 and "File exists" in again.stderr
     assert path.read_text() == content
 
@@ -67,9 +90,8 @@ def test_token_is_valid_for_the_user_and_expires(tmp_path, fmt):
     key_file.write_text(
         f"ed25519-private/{keys['private']}\n" if fmt == "prefixed" else keys["private"].upper()
     )
-    result = run(
+    result = cli(
         [
-            CLI,
             "token",
             "--private-key-file",
             str(key_file),
@@ -102,6 +124,10 @@ def test_token_is_valid_for_the_user_and_expires(tmp_path, fmt):
         (["--ttl", "soon"], "--ttl: expected a duration"),
         (["--ttl", "0"], "--ttl must be positive"),
         (["--check", "this is not datalog"], "is not a Datalog check"),
+        (
+            ["--check", "a($a), b($b), c($c), d($d), e($e)"],
+            "authd would refuse this token: the authority block has a rule or check joining 5",
+        ),
         (["--user", "al ice"], "cannot contain ' '"),
         (["--user", "a:b"], "cannot contain ':'"),
     ],
@@ -109,22 +135,22 @@ def test_token_is_valid_for_the_user_and_expires(tmp_path, fmt):
 def test_token_refuses_bad_input(tmp_path, args, needle):
     key_file = tmp_path / "k"
     key_file.write_text(keygen()["private"])
-    argv = [CLI, "token", "--private-key-file", str(key_file)]
+    argv = ["token", "--private-key-file", str(key_file)]
     if "--user" not in args:
         argv += ["--user", "alice"]
-    result = run([*argv, *args])
+    result = cli([*argv, *args])
     assert result.returncode == 2 and needle in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_token_refuses_bad_key_files(tmp_path):
-    missing = run([CLI, "token", "--private-key-file", str(tmp_path / "none"), "--user", "a"])
+    missing = cli(["token", "--private-key-file", str(tmp_path / "none"), "--user", "a"])
     assert missing.returncode == 2 and "cannot read --private-key-file" in missing.stderr
     public = tmp_path / "pub"
     public.write_text("ed25519/" + "ab" * 32)
-    wrong = run([CLI, "token", "--private-key-file", str(public), "--user", "a"])
+    wrong = cli(["token", "--private-key-file", str(public), "--user", "a"])
     assert wrong.returncode == 2 and "algorithm 'ed25519'" in wrong.stderr
-    no_user = run([CLI, "token", "--private-key-file", str(public)])
+    no_user = cli(["token", "--private-key-file", str(public)])
     assert no_user.returncode == 2 and "--user" in no_user.stderr
 
 
@@ -137,25 +163,25 @@ def test_inspect_shows_blocks_and_verifies(keys, other_keys):
         .to_base64()
     )
     ids = b.Biscuit.from_base64(token, keys.pair.public_key).revocation_ids
-    shown = run([CLI, "inspect", token])
+    shown = cli(["inspect", token])
     assert shown.returncode == 0, shown.stderr
     assert f"authority block (revocation id {ids[0]}):" in shown.stdout
     assert f"block 1 (revocation id {ids[1]}):" in shown.stdout
     assert '    user("alice");' in shown.stdout
     assert '    check if operation("authenticate");' in shown.stdout
     assert "signature: not checked" in shown.stdout
-    good = run([CLI, "inspect", token, "--public-key", keys.hex])
+    good = cli(["inspect", token, "--public-key", keys.hex])
     assert good.returncode == 0 and f"signature: verifies with {keys.prefixed}" in good.stdout
-    bad = run([CLI, "inspect", token, "--public-key", other_keys.prefixed])
+    bad = cli(["inspect", token, "--public-key", other_keys.prefixed])
     assert bad.returncode == 1 and "signature: does NOT verify" in bad.stdout
-    as_alice = run(
-        [CLI, "inspect", "-", "--public-key", keys.prefixed, "--user", "alice"], input=token + "\n"
+    as_alice = cli(
+        ["inspect", "-", "--public-key", keys.prefixed, "--user", "alice"], input=token + "\n"
     )
     assert as_alice.returncode == 0 and "login as alice: valid now" in as_alice.stdout
-    as_bob = run([CLI, "inspect", token, "--public-key", keys.prefixed, "--user", "bob"])
+    as_bob = cli(["inspect", token, "--public-key", keys.prefixed, "--user", "bob"])
     assert as_bob.returncode == 1 and "rejected (user_mismatch)" in as_bob.stdout
     expired = make_token(keys, 'user("alice"); check if time($t), $t < 2001-01-01T00:00:00Z;')
-    old = run([CLI, "inspect", expired, "--public-key", keys.prefixed, "--user", "alice"])
+    old = cli(["inspect", expired, "--public-key", keys.prefixed, "--user", "alice"])
     assert old.returncode == 1 and "rejected (expired)" in old.stdout
 
 
@@ -169,12 +195,12 @@ def test_inspect_shows_blocks_and_verifies(keys, other_keys):
     ],
 )
 def test_inspect_refuses_bad_input(args, needle):
-    result = run([CLI, "inspect", *args])
+    result = cli(["inspect", *args])
     assert result.returncode == 2 and needle in result.stderr, result.stderr
 
 
 def test_inspect_refuses_a_bad_public_key(keys):
-    result = run([CLI, "inspect", expiring(keys), "--public-key", "ed25519/123"])
+    result = cli(["inspect", expiring(keys), "--public-key", "ed25519/123"])
     assert result.returncode == 2 and "--public-key: the public key is not an Ed25519 key" in (
         result.stderr
     )
@@ -182,5 +208,14 @@ def test_inspect_refuses_a_bad_public_key(keys):
 
 def test_sub_command_help():
     for command in ("keygen", "token", "inspect"):
-        result = run([CLI, command, "--help"])
+        result = cli([command, "--help"])
         assert result.returncode == 0 and f"one-authd {command}" in result.stdout
+
+
+def test_the_installed_console_script():
+    # Everything above runs in-process; this is the `one-authd` users type.
+    result = run([CLI, "keygen"])
+    assert result.returncode == 0 and result.stdout.startswith("Private key: ed25519-private/")
+    assert len(result.stdout.splitlines()) == 4
+    refused = run([CLI, "token", "--private-key-file", "/nonexistent", "--user", "a"])
+    assert refused.returncode == 2 and "cannot read --private-key-file" in refused.stderr

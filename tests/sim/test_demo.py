@@ -40,12 +40,13 @@ def last_frame(text: str) -> list[tuple[str, ...]]:
 
 def test_demo_runs_the_stack_and_stops_everything_on_sigint(tmp_path):
     base = f"127.0.{random.randint(100, 250)}.1"
-    ports = [free_port() for _ in range(4)]
+    ports = [free_port() for _ in range(5)]
     out = tmp_path / "demo.out"
     argv = [
         sys.executable, "-m", "services.cli", "demo",
         "--listen", f"127.0.0.1:{ports[0]}", "--control-listen", f"127.0.0.1:{ports[1]}",
         "--exporter-listen", f"127.0.0.1:{ports[2]}", "--authd-listen", f"127.0.0.1:{ports[3]}",
+        "--geo-listen", f"127.0.0.1:{ports[4]}",
         "--host-ip-base", base, "--agent-port", str(free_port()), "--refresh", "1",
         "--hosts", "2", "--vms-per-host", "2",
     ]  # fmt: skip
@@ -66,6 +67,14 @@ def test_demo_runs_the_stack_and_stops_everything_on_sigint(tmp_path):
             )
             assert sorted(int(r[0]) for r in rows) == [0, 1, 2, 3]
             assert {r[3] for r in rows} == {"RUNNING"}
+        if is_built("geo"):
+            # geo located both hosts from their PUBLIC_IPs and the table shows what it wrote
+            located = wait_for(
+                lambda: re.findall(r"GEOLOCATION (-?\d+\.\d{4},\S+) \((\w\w)\)", out.read_text()),
+                timeout=60,
+                what="the hosts' GEOLOCATION in the table",
+            )
+            assert {country for _, country in located[-2:]} == {"SE", "PL"}
         text = out.read_text()
         assert f"http://127.0.0.1:{ports[0]}/RPC2" in text
         assert f"http://{base}:" in text  # the first host's agent, on its own address
@@ -110,6 +119,8 @@ def test_demo_duration_flag_and_bad_flags(tmp_path):
             "--exporter-listen",
             f"127.0.0.1:{free_port()}",
             "--authd-listen",
+            f"127.0.0.1:{free_port()}",
+            "--geo-listen",
             f"127.0.0.1:{free_port()}",
             "--host-ip-base",
             f"127.0.{random.randint(100, 250)}.1",
@@ -180,3 +191,17 @@ def test_table_reads_the_exporter_metrics():
     vms = [{"id": 3, "name": "x", "host": "h", "state": "ACTIVE", "lcm_state": "RUNNING"}]
     row = vm_rows(vms, exporter=readings_from_exporter(text))[0]
     assert (row.power, row.energy) == ("1.50", "12.5")
+
+
+def test_table_shows_where_geo_located_each_host():
+    hosts = [
+        {"name": "kvm-01", "address": "127.0.1.1", "vms": 0, "measured_w": None, "model_w": 40.0,
+         "public_ip": "192.36.148.17", "geolocation": "59.3293,18.0686", "country": "SE"},
+        {"name": "kvm-02", "address": "127.0.1.2", "vms": 0, "measured_w": None, "model_w": 40.0,
+         "public_ip": "212.77.98.9", "geolocation": "", "country": ""},
+        {"name": "kvm-03", "address": "127.0.1.3", "vms": 0, "measured_w": None, "model_w": 40.0},
+    ]  # fmt: skip
+    text = render([], hosts, "none")
+    assert "PUBLIC_IP 192.36.148.17 -> GEOLOCATION 59.3293,18.0686 (SE)" in text
+    assert "PUBLIC_IP 212.77.98.9 -> GEOLOCATION ?" in text
+    assert text.count("GEOLOCATION") == 2  # no line while geo does not run

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from sim.fleet import DEMO_PUBLIC_IPS, generate_fleet
 from testkit import VENV_BIN, free_port, run
 
 
@@ -49,6 +50,8 @@ def test_generated_fleet_shape(sim_factory):
         ("kvm-04", "127.0.7.13"),
     ]
     assert [h.VMS.ID for h in hosts] == [list(range(i, i + 5)) for i in (0, 5, 10, 15)]
+    # public addresses in several countries, for geo and the carbon figures
+    assert [h.TEMPLATE["PUBLIC_IP"] for h in hosts] == list(DEMO_PUBLIC_IPS[:4])
     vms = one.vmpool.infoextended(-2, -1, -1, -1).VM
     states = {vm.STATE for vm in vms}
     assert states == {3, 8}  # some running, some powered off
@@ -62,6 +65,15 @@ def test_generated_fleet_shape(sim_factory):
     assert any("FLAVOURS" in vm.USER_TEMPLATE for vm in vms)
     assert any("PROMETHEUS_EXPORTER" in vm.USER_TEMPLATE for vm in vms)
     assert any("ETH0_IP6" in vm.TEMPLATE["CONTEXT"] for vm in vms)
+
+
+def test_generated_hosts_cycle_through_the_demo_public_addresses():
+    hosts = generate_fleet(8, 0, seed=0, host_ip_base="127.0.1.1").hosts
+    assert [h.template["PUBLIC_IP"] for h in hosts] == [
+        *DEMO_PUBLIC_IPS,
+        *DEMO_PUBLIC_IPS[: 8 - len(DEMO_PUBLIC_IPS)],
+    ]
+    assert len(set(DEMO_PUBLIC_IPS)) == len(DEMO_PUBLIC_IPS)
 
 
 def sim_command(*args: str, timeout: float = 30) -> tuple[int, str]:

@@ -1,0 +1,47 @@
+"""HTTP to a host's agent: the URL of a host template's HOSTNAME, and a bounded body read.
+
+A HOSTNAME comes from a host template an operator typed; a reply comes from a host that may
+be broken or hostile. A typo ("node1/x", "a b") must not send a request to another host or
+path, and a reply must not grow past a limit in memory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import aiohttp
+
+# Characters that would end a URL's host part (or are never in one): not a host name.
+_NOT_IN_HOST = frozenset("/?#@[]\\% ")
+
+
+class ReplyTooLarge(ValueError):
+    """A reply passed the size limit; it was cut off there."""
+
+
+def check_host(address: str) -> None:
+    """ValueError when a HOSTNAME/NAME cannot be a URL's host part."""
+    host = address[1:-1] if address.startswith("[") and address.endswith("]") else address
+    if ":" in host:
+        ipaddress.IPv6Address(host)
+    elif not host or any(c in _NOT_IN_HOST or not c.isprintable() for c in host):
+        raise ValueError("not a host name or address")
+
+
+def base_url(address: str, port: int) -> str:
+    """`http://host:port` for a host name, an IPv4 or an IPv6 address."""
+    host = f"[{address}]" if ":" in address and not address.startswith("[") else address
+    return f"http://{host}:{port}"
+
+
+async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, or ReplyTooLarge as soon as it passes `limit` bytes."""
+    if resp.content_length is not None and resp.content_length > limit:
+        raise ReplyTooLarge(f"reply of {resp.content_length} bytes, over {limit}")
+    parts, size = [], 0
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise ReplyTooLarge(f"reply is over {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
