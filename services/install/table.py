@@ -88,6 +88,7 @@ ITEMS: tuple[Item, ...] = (
         "hooks/one-cognit/discovery_host_hook",
         "host state hook",
     ),
+    shim("geo", "services/geo/shim/host_hook", "hooks/one-cognit/geo_host_hook", "host state hook"),
     unit(FRONTEND, "vm_exporter"),
     unit(FRONTEND, "authd"),
     unit(FRONTEND, "discovery"),
@@ -104,7 +105,10 @@ ITEMS: tuple[Item, ...] = (
     ),
 )
 
-HOOKS: tuple[HookFiles, ...] = (HookFiles("discovery", "deploy/one/hooks/discovery-*.hook"),)
+HOOKS: tuple[HookFiles, ...] = (
+    HookFiles("discovery", "deploy/one/hooks/discovery-*.hook"),
+    HookFiles("geo", "deploy/one/hooks/geo-*.tmpl"),
+)
 
 # Services whose units install enables, per role, in the order to start them.
 SERVICES = {

@@ -11,7 +11,9 @@ from testkit import ROOT, get_json, http
 from tests.install.conftest import snapshot
 from tests.sim.conftest import Sim, start_sim
 
-HOOK_FILES = sorted((ROOT / "deploy/one/hooks").glob("discovery-*.hook"))
+HOOK_FILES = sorted((ROOT / "deploy/one/hooks").glob("discovery-*.hook")) + sorted(
+    (ROOT / "deploy/one/hooks").glob("geo-*.tmpl")
+)
 SPECS = {s.name: s for s in (hook_spec(p.read_text(), p.name) for p in HOOK_FILES)}
 OPERATORS = (
     'NAME = "ft-host-error"\nTYPE = state\nRESOURCE = HOST\nSTATE = ERROR\n'
