@@ -207,6 +207,9 @@ def test_dashboard_is_importable_as_upstreams_are():
     assert [i["name"] for i in DASHBOARD["__inputs"]] == ["DS_PROMETHEUS"]
     variables = {v["name"]: v for v in DASHBOARD["templating"]["list"]}
     assert {"one_host_id", "one_vm_id"} <= set(variables)
+    # Also provisioned from a file (no import step): a data-source variable fills it in.
+    assert variables["DS_PROMETHEUS"]["type"] == "datasource"
+    assert variables["DS_PROMETHEUS"]["query"] == "prometheus"
     assert variables["one_host_id"]["query"]["query"].endswith(", one_host_id)")
     ids = [p["id"] for p in DASHBOARD["panels"]]
     assert len(ids) == len(set(ids)) and DASHBOARD["uid"] == "one-cognit-power"
