@@ -21,7 +21,7 @@ from services.common.errors import ConfigError, OneError
 from services.common.oned import Oned, OneOptions, read_one_auth
 
 from .apply import ApplyError, Executor
-from .manifest import ManifestError, parse_manifest
+from .manifest import Manifest, ManifestError, parse_manifest
 from .observe import (
     SourceError,
     at,
@@ -33,7 +33,8 @@ from .observe import (
     registered_hooks,
 )
 from .onedconf import conf_block, missing_lines
-from .plan import Plan, paths_to_look_at, plan_install, plan_uninstall
+from .plan import PathState, Plan, paths_to_look_at, plan_install, plan_uninstall
+from .steps import WriteFile
 from .table import (
     AUTH_SNIPPET,
     BACKUP_DIR,
@@ -139,7 +140,14 @@ async def _hooks(oned: Oned | None) -> dict:
         raise Failure(f"cannot read oned's hooks: {exc.message}; nothing was changed") from None
 
 
-def _manifest(root: Path):
+def _look(root: Path, paths: set[str], readable: set[str]) -> dict[str, PathState]:
+    try:
+        return look(root, paths, readable)
+    except OSError as exc:
+        raise Failure(f"cannot read {exc.filename}: {exc.strerror}; nothing was changed") from None
+
+
+def _manifest(root: Path) -> Manifest:
     path = at(root, MANIFEST)
     try:
         return parse_manifest(read_optional(path))
@@ -178,13 +186,12 @@ async def _run(
         raise Failure(f"{exc}; every change of this run was undone") from None
 
 
-def _frontend_advice(config: InstallConfig, out: Callable[[str], None]) -> None:
+def _frontend_advice(config: InstallConfig, block: str, out: Callable[[str], None]) -> None:
     conf = at(config.root, ONED_CONF)
     try:
         text = conf.read_text(errors="replace")
     except OSError:
         text = None
-    block = conf_block(read_source(config.source, AUTH_SNIPPET).decode())
     lines = [] if "authd" in config.skip else missing_lines(text, block, ONED_CONF)
     if lines:
         out(f"oned.conf: {ONED_CONF} lacks the biscuit auth driver; install does not edit it.")
@@ -231,14 +238,15 @@ async def install(config: InstallConfig, out: Callable[[str], None]) -> None:
             raise Failure(f"--token-file {config.token_file} is empty", USAGE)
     try:
         wants, hooks = load_wants(role, config.source, str(config.bin_dir), config.skip, token)
-    except SourceError as exc:
+        block = conf_block(read_source(config.source, AUTH_SNIPPET).decode())
+    except (SourceError, ValueError) as exc:
         raise Failure(str(exc), USAGE) from None
     manifest = _manifest(config.root)
     async with _oned(config, bool(hooks)) as oned:
         registered = await _hooks(oned)
         paths = paths_to_look_at(wants, manifest, MANIFEST, BACKUP_DIR)
         readable = {w.path for w in wants} | {e.path for e in manifest.entries if e.kind == "file"}
-        state = look(config.root, paths, readable)
+        state = _look(config.root, paths, readable)
         plan = plan_install(
             role,
             wants,
@@ -250,18 +258,14 @@ async def install(config: InstallConfig, out: Callable[[str], None]) -> None:
             backup_dir=BACKUP_DIR,
         )
         await _run(plan, config, oned, out, title)
-    token_want = next((w for w in wants if w.path == TOKEN_FILE), None)
-    if (
-        token_want is not None
-        and token is None
-        and any(getattr(s, "path", None) == TOKEN_FILE for s in plan.steps)
-    ):
+    new_token = any(isinstance(s, WriteFile) and s.path == TOKEN_FILE for s in plan.steps)
+    if token is None and new_token and not config.dry_run:
         out(
-            f"A new token is in {TOKEN_FILE}: every host and the frontend's shims need the same "
-            f"one; install the other hosts with --token-file (a copy of this file)."
+            f"A new token is in {TOKEN_FILE}: every host's agents and migrate shim need the same "
+            "one; install the other hosts with --token-file (a copy of this file)."
         )
     if role == FRONTEND:
-        _frontend_advice(config, out)
+        _frontend_advice(config, block, out)
     else:
         out(
             "Load the RAPL drivers now (from now on they load at boot): "
@@ -295,7 +299,7 @@ async def uninstall(config: UninstallConfig, out: Callable[[str], None]) -> None
         registered = await _hooks(oned)
         paths = paths_to_look_at([], manifest, MANIFEST, BACKUP_DIR)
         readable = {e.path for e in manifest.entries if e.kind == "file"}
-        state = look(config.root, paths, readable)
+        state = _look(config.root, paths, readable)
         plan = plan_uninstall(roles, state, registered, manifest, manifest_path=MANIFEST)
         await _run(plan, config, oned, out, title)
     if FRONTEND in roles:
