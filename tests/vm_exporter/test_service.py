@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -14,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-import testkit.cloud
 from testkit import Service, free_port, get_json, http, wait_for
 from tests.vm_exporter.scrape import samples, series, value
+from tests.vm_exporter.servers import port_free_on
 
 NET = "127.0.79"
 HOSTS = {"h1": f"{NET}.1", "h2": f"{NET}.2"}
@@ -36,14 +37,97 @@ ENERGY = "opennebula_vm_energy_joules_total"
 UP = "opennebula_host_power_source_up"
 
 
-class Cloud(testkit.cloud.Cloud):
-    """The shared simulated cloud with this module's fleet, and the exporter's samples."""
+class Cloud:
+    """sim (+ hypervisors) -> one rapl_agent per host -> the exporter under test."""
 
     def __init__(self, tmp: Path) -> None:
-        super().__init__(tmp, FLEET, HOSTS)
+        self.tmp = tmp
+        fleet = tmp / "fleet.yaml"
+        fleet.write_text(yaml.safe_dump(FLEET))
+        oned_port, control_port = free_port(), free_port()
+        self.control = f"http://127.0.0.1:{control_port}"
+        self.started: list[Service] = []
+        self.sim = self._start(
+            [
+                sys.executable,
+                "-m",
+                "sim",
+                "--listen",
+                f"127.0.0.1:{oned_port}",
+                "--control-listen",
+                f"127.0.0.1:{control_port}",
+                "--fleet",
+                str(fleet),
+                "--hypervisors",
+                str(tmp / "hv"),
+            ],
+            self.control + "/healthz",
+        )
+        status, body = get_json(self.control + "/v1/hypervisors")
+        assert status == 200 and body["enabled"], body
+        self.hypervisors = {hv["host"]: hv for hv in body["hypervisors"]}
+        self.agent_port = port_free_on(list(HOSTS.values()))
+        self.agents = {name: self.start_agent(name) for name in HOSTS}
+        auth = tmp / "one_auth"
+        auth.write_text("oneadmin:opennebula\n")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.exporter = self._start(
+            [
+                sys.executable,
+                "-m",
+                "services.vm_exporter",
+                "--one-xmlrpc",
+                f"http://127.0.0.1:{oned_port}/RPC2",
+                "--one-auth",
+                str(auth),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--agent-port",
+                str(self.agent_port),
+                "--refresh-interval",
+                "0.5",
+                "--agent-timeout",
+                "1",
+            ],
+            self.url + "/healthz",
+        )
+
+    def _start(self, argv: list[str], ready: str) -> Service:
+        service = Service(argv)
+        self.started.append(service)
+        service.wait_http(ready, timeout=30)
+        return service
+
+    def start_agent(self, host: str) -> Service:
+        hv = self.hypervisors[host]
+        return self._start(
+            [
+                sys.executable,
+                "-m",
+                "services.rapl_agent",
+                "--listen",
+                f"{HOSTS[host]}:{self.agent_port}",
+                "--powercap-root",
+                hv["powercap_root"],
+                "--proc-root",
+                hv["proc_root"],
+                "--interval",
+                "0.5",
+            ],
+            f"http://{HOSTS[host]}:{self.agent_port}/healthz",
+        )
 
     def metrics(self):
         return samples(self.url + "/metrics")
+
+    def act(self, vm_id: int, action: str, body: dict | None = None) -> None:
+        status, _, data = http("POST", f"{self.control}/v1/vms/{vm_id}/{action}", body or {})
+        assert status == 200, data
+
+    def close(self) -> None:
+        for service in reversed(self.started):
+            service.close()
 
 
 @pytest.fixture(scope="module")
