@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import multiprocessing
+import multiprocessing.synchronize
 import os
 import resource
 import statistics
@@ -55,6 +57,8 @@ class FakeProc:
             ("meminfo", "MemTotal: 263921668 kB\nMemFree: 1234 kB\nMemAvailable: 99999 kB\n"),
         ):
             (root / name).write_text(text)
+        # The machine's own mount table: the disk families cost what they cost on a host.
+        (root / "mounts").symlink_to("/proc/mounts")
         qemu_pids = self.pids[:vms]
         for i, pid in enumerate(self.pids):
             d = root / str(pid)
@@ -248,24 +252,28 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+def _move(fake: FakeProc, stop: multiprocessing.synchronize.Event) -> None:
+    while not stop.wait(1.0):
+        fake.advance(1.0)
+
+
 def run_server(argv: list[str], port: int, fake: FakeProc, health: str) -> dict:
     """Start a server, keep the tree moving, scrape it hard, report latencies and memory."""
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    moving = threading.Event()
-
-    def mover() -> None:
-        while not moving.wait(1.0):
-            fake.advance(1.0)
-
+    # The tree moves in a process of its own: rewriting 5,000 files a second is tens of ms of
+    # Python, which in this process would hold the GIL from the scraper threads and count the
+    # benchmark's own stalls as the agent's latency.
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+    mover = context.Process(target=_move, args=(fake, stop), daemon=True)
     try:
         wait_up(port, health)
-        mover_thread = threading.Thread(target=mover, daemon=True)
-        mover_thread.start()
+        mover.start()
         scrape_loop(port, 2.0, 1)  # warm up: two samples, caches filled
         latencies, size = scrape_loop(port, SCRAPE_SECONDS, SCRAPERS)
         rss, peak = rss_mb(proc.pid)
-        moving.set()
-        mover_thread.join()
+        stop.set()
+        mover.join()
     finally:
         proc.terminate()
         try:
@@ -287,10 +295,13 @@ def run_server(argv: list[str], port: int, fake: FakeProc, health: str) -> dict:
 
 def time_samples(powercap_root: Path, fake: FakeProc, count: int = 25) -> dict:
     """Time Sampler.sample() (reads + attribution) and the rendering of its snapshot."""
+    from services.rapl_agent.config import DISKS_BY_ID
+    from services.rapl_agent.disks import DiskReader
     from services.rapl_agent.exposition import render
     from services.rapl_agent.sampler import Sampler
 
-    sampler = Sampler(powercap_root, fake.root, 512)
+    disks = DiskReader(fake.root, powercap_root.parent.parent, DISKS_BY_ID)
+    sampler = Sampler(powercap_root, fake.root, 512, disks=disks)
     try:
         started = time.perf_counter()
         sampler.sample()
@@ -307,6 +318,7 @@ def time_samples(powercap_root: Path, fake: FakeProc, count: int = 25) -> dict:
             render(result.snapshot, "0.1.0")
             renders.append((time.perf_counter() - started) * 1000)
         assert result.snapshot is not None and len(result.snapshot.processes) == PROCESSES
+        assert len(result.snapshot.processes.power_uw) == PROCESSES
         assert len(result.snapshot.vms) == VMS
     finally:
         sampler.close()

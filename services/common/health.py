@@ -27,6 +27,11 @@ class Health:
     def healthy(self) -> bool:
         return not self._failing
 
+    @property
+    def failing(self) -> dict[str, str]:
+        """The failing checks and their reasons (a copy)."""
+        return dict(self._failing)
+
     def report(self) -> dict[str, Any]:
         """The `/healthz` body: `status`, `reason` when degraded, and service details."""
         body: dict[str, Any] = {

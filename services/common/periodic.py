@@ -3,7 +3,8 @@
 Every service has one or more loops (rapl_agent samples, vm_exporter refreshes, authd watches
 its revocation file, discovery and geo reconcile, tunnel_agent sweeps leases). They share the
 rules here: the schedule is fixed to the start time and never drifts; a late cycle skips the
-ticks it missed instead of running cycles back to back; a failing cycle is logged (its
+ticks it missed instead of running cycles back to back (and, with `min_gap`, a tick that
+would come too soon after a cycle that started late); a failing cycle is logged (its
 traceback once per distinct failure) and shown on `/healthz`, never fatal; stopping cancels the
 task and waits for it.
 """
@@ -25,19 +26,29 @@ log = logging.getLogger(__name__)
 Step = Callable[[], Awaitable[None]]
 
 
-def next_due(due: float, now: float, interval: float) -> float:
+def next_due(
+    due: float,
+    now: float,
+    interval: float,
+    *,
+    started: float | None = None,
+    min_gap: float = 0.0,
+) -> float:
     """The first tick of the fixed schedule `due + k * interval` (k >= 1) that is after `now`.
 
     A cycle that overran skips the ticks it missed: the next one starts on the schedule, never
-    right after the late one to catch up (pure, so tests step time instead of sleeping).
+    right after the late one to catch up (pure, so tests step time instead of sleeping). With
+    `min_gap`, a tick less than `min_gap` after `started` (when the cycle due at `due` really
+    began) is skipped too: a cycle that started late is not followed by one a moment later.
     """
     if interval <= 0:
         raise ValueError(f"interval must be positive, got {interval!r}")
     following = due + interval
-    if following > now:
-        return following
-    missed = math.floor((now - following) / interval) + 1
-    return following + missed * interval
+    if following <= now:
+        following += (math.floor((now - following) / interval) + 1) * interval
+    if started is not None and following < started + min_gap:
+        following += math.ceil((started + min_gap - following) / interval) * interval
+    return following
 
 
 class Periodic:
@@ -53,11 +64,17 @@ class Periodic:
         check: str | None = None,
         run_first: bool = True,
         await_first: bool = False,
+        min_gap: float = 0.0,
     ) -> None:
         if not interval > 0 or not math.isfinite(interval):
             raise ValueError(f"{name}: interval must be a positive number, got {interval!r}")
+        if not 0 <= min_gap <= interval:
+            raise ValueError(f"{name}: min_gap must be between 0 and the interval, got {min_gap!r}")
         self.name = name
         self.interval = interval
+        # Cycles start at least min_gap apart (see next_due): for a step that measures over the
+        # time since the previous cycle, a late cycle must not be followed by a very short one.
+        self.min_gap = min_gap
         self._step = step
         self._health = health
         self._check = check or name
@@ -98,20 +115,25 @@ class Periodic:
                 self._health.ok(self._check)
         return True
 
+    async def _cycle(self, due: float) -> float:
+        """Run the cycle due at `due` now; returns when the next one is due."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await self.run_once()
+        return next_due(due, loop.time(), self.interval, started=started, min_gap=self.min_gap)
+
     async def _run(self, due: float) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))
-            await self.run_once()
-            due = next_due(due, loop.time(), self.interval)
+            due = await self._cycle(due)
 
     async def start(self) -> None:
         """Start the task (after the first cycle when `await_first`)."""
         loop = asyncio.get_running_loop()
         due = loop.time()
         if self._await_first:
-            await self.run_once()
-            due = next_due(due, loop.time(), self.interval)
+            due = await self._cycle(due)
         elif not self._run_first:
             due += self.interval
         self._task = asyncio.create_task(self._run(due), name=self.name)

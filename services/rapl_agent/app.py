@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from importlib import metadata
@@ -12,19 +11,25 @@ from aiohttp import web
 
 from services.common.app import HEALTH, PRODUCT_METRICS, REGISTRY, create_base_app
 from services.common.errors import Unavailable
+from services.common.periodic import Periodic
 
 from .collectors import AgentCollector
-from .config import RaplConfig
+from .config import DISKS_BY_ID, RaplConfig
+from .disks import DiskReader
 from .exposition import render
-from .procfs import raise_fd_limit
+from .power import without_power
+from .resources import raise_fd_limit, return_large_buffers
 from .sampler import Sampler, SampleResult
 from .state import AgentState, Published
+from .zones import describe
 
 log = logging.getLogger(__name__)
 
 SERVICE = "rapl_agent"
 CONFIG = web.AppKey("rapl_config", RaplConfig)
 STATE = web.AppKey("rapl_state", AgentState)
+SAMPLER = web.AppKey("rapl_sampler", Sampler)
+SAMPLING = web.AppKey("rapl_sampling", Periodic)
 SAMPLE_CHECK = "sample"  # the /healthz check of a sample that raised (a bug, not bad input)
 
 
@@ -47,66 +52,76 @@ def _apply(app: web.Application, result: SampleResult, text: bytes | None) -> No
     state = app[STATE]
     health = app[HEALTH]
     state.last_duration_s = result.duration_s
+    if result.discovered is not None and result.discovered.zones:
+        log.info("%s", describe(result.discovered))
     if result.snapshot is not None and text is not None:
         state.published = Published(result.snapshot, text)
-        state.samples_ok += 1
+    if result.frozen:
+        outcome = "no_power"
+    elif result.merged:
+        outcome = "merged"
     else:
-        state.samples_kept_last += 1
+        outcome = "ok" if result.snapshot else "kept_last"
+    state.samples[outcome] += 1
     for note in result.notes:
         log.warning("%s", note)
+    failing = health.failing
     for check, reason in result.failures.items():
-        if state.failures.get(check) != reason:
-            kept = "keeping the last good snapshot" if result.snapshot is None else "skipped"
-            log.warning("%s: %s (%s)", check, reason, kept)
+        if failing.get(check) != reason:
+            effect = "no power figures until it reads again" if result.frozen else "left out"
+            log.warning("%s: %s (%s)", check, reason, effect)
         health.fail(check, reason)
-    for check in set(state.failures) - set(result.failures):
+    # Every check but the sampling task's own comes from the sample's reads.
+    for check in failing.keys() - result.failures.keys() - {SAMPLE_CHECK}:
         log.info("%s: readable again", check)
         health.ok(check)
-    state.failures = dict(result.failures)
     state.sources = dict(result.sources)
     snap = state.published.snapshot if state.published else None
     health.details["last_sample"] = None if snap is None else round(snap.timestamp, 3)
 
 
-async def _sampling(app: web.Application) -> AsyncIterator[None]:
-    """Sample now, then every --interval on a fixed schedule, until the app stops."""
+def _sampling_task(app: web.Application, sampler: Sampler) -> Periodic:
+    """Sample now, then every --interval on a fixed schedule (the app serves after the first)."""
     config = app[CONFIG]
-    raise_fd_limit()
-    sampler = Sampler(config.powercap_root, config.proc_root, config.max_cmdline)
     version = _version()
-    loop = asyncio.get_running_loop()
 
-    async def once() -> None:
+    async def sample() -> None:
         try:
             result, text = await asyncio.to_thread(_sample_and_render, sampler, version)
-        except Exception as exc:
-            # A bug must not stop sampling: keep the last snapshot, try next tick, and say so
-            # on /healthz (not 200 while nothing new is served); the traceback once per change.
-            reason = f"sample failed ({type(exc).__name__}: {exc}); keeping the last snapshot"
-            if app[STATE].failures.get(SAMPLE_CHECK) != reason:
-                log.exception("sample failed")
-            app[STATE].failures[SAMPLE_CHECK] = reason
-            app[HEALTH].fail(SAMPLE_CHECK, reason)
-            app[STATE].samples_kept_last += 1
-            return
+        except Exception:
+            await _unpower(app, version)
+            raise
         _apply(app, result, text)
 
-    async def run() -> None:
-        due = loop.time()
-        while True:
-            due += config.interval
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            if loop.time() - due > config.interval:
-                due = loop.time()  # fell behind (suspended host?): do not burst to catch up
-            await once()
+    # A sample that raises (a bug, not bad input) shows on /healthz; sampling goes on. A tick
+    # less than half an interval after a late sample is skipped: steady cadence.
+    return Periodic(
+        "sample",
+        sample,
+        config.interval,
+        health=app[HEALTH],
+        check=SAMPLE_CHECK,
+        await_first=True,
+        min_gap=config.interval / 2,
+    )
 
-    await once()
-    task = asyncio.create_task(run(), name="rapl-sampling")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    sampler.close()
+
+async def _unpower(app: web.Application, version: str) -> None:
+    """No fresh sample: the served power is no longer current, the energies stay."""
+    state = app[STATE]
+    if state.published is None or state.published.snapshot.interval_s is None:
+        return
+    snapshot = without_power(state.published.snapshot)
+    state.published = Published(snapshot, await asyncio.to_thread(render, snapshot, version))
+
+
+async def _sampling(app: web.Application) -> AsyncIterator[None]:
+    """The sampling task for the app's lifetime; the held /proc files closed after it."""
+    raise_fd_limit()
+    return_large_buffers()
+    async with app[SAMPLING]:
+        yield
+    await asyncio.to_thread(app[SAMPLER].close)
 
 
 def _product_text(state: AgentState) -> bytes | None:
@@ -118,8 +133,8 @@ async def _vms(request: web.Request) -> web.Response:
     """GET /api/v1/vms: per-VM power and energy from the last snapshot (SPEC section 5)."""
     published = request.app[STATE].published
     if published is None:
-        reasons = "; ".join(f"{k}: {v}" for k, v in sorted(request.app[STATE].failures.items()))
-        raise Unavailable(f"no readable sample yet{': ' + reasons if reasons else ''}")
+        reason = request.app[HEALTH].report().get("reason")
+        raise Unavailable(f"no readable sample yet{': ' + reason if reason else ''}")
     snap = published.snapshot
     body = {
         "timestamp": round(snap.timestamp, 3),
@@ -144,8 +159,16 @@ def create_app(config: RaplConfig) -> web.Application:
     app = create_base_app(SERVICE)
     app[CONFIG] = config
     state = app[STATE] = AgentState()
+    sampler = app[SAMPLER] = Sampler(
+        config.powercap_root,
+        config.proc_root,
+        config.max_cmdline,
+        min_interval=config.interval / 2,
+        disks=DiskReader(config.proc_root, config.sys_root, DISKS_BY_ID),
+    )
+    sampling = app[SAMPLING] = _sampling_task(app, sampler)
     app[PRODUCT_METRICS] = lambda: _product_text(state)
-    app[REGISTRY].register(AgentCollector(app[STATE]))
+    app[REGISTRY].register(AgentCollector(state, sampling))
     app.router.add_get("/api/v1/vms", _vms)
     app.cleanup_ctx.append(_sampling)
     return app

@@ -5,28 +5,30 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
+from .procstat import PidStat
+
 K = TypeVar("K")
 
-# (starttime, utime + stime) per pid: starttime tells a reused pid from the process it replaced.
-ProcTimes = Mapping[int, tuple[int, int]]
 
-
-def jiffy_deltas(prev: ProcTimes, cur: ProcTimes, born_after: int) -> dict[int, int]:
+def jiffy_deltas(
+    prev: Mapping[int, PidStat], cur: Mapping[int, PidStat], born_after: int
+) -> dict[int, int]:
     """CPU jiffies each process burned between two snapshots.
 
-    A process seen in both (same pid, same starttime) gets its difference. A process born
+    A process seen in both (same pid, same starttime: a reused pid has another starttime) gets
+    its difference. A process born
     after the earlier snapshot (starttime >= `born_after`, the earlier uptime in clock ticks),
     including one that reused a pid, burned all its jiffies inside the interval. A process
     without a baseline that is older than the interval is left out for this interval: its
     total would be a spike. Processes that exited are simply absent.
     """
     deltas: dict[int, int] = {}
-    for pid, (start, jiffies) in cur.items():
+    for pid, stat in cur.items():
         before = prev.get(pid)
-        if before is not None and before[0] == start:
-            deltas[pid] = max(0, jiffies - before[1])
-        elif start >= born_after:
-            deltas[pid] = jiffies
+        if before is not None and before.starttime == stat.starttime:
+            deltas[pid] = max(0, stat.jiffies - before.jiffies)
+        elif stat.starttime >= born_after:
+            deltas[pid] = stat.jiffies
     return deltas
 
 

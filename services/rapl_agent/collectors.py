@@ -1,4 +1,8 @@
-"""The agent's own metrics (one_cognit_rapl_agent_*), read from its state; no I/O."""
+"""The agent's own metrics (one_cognit_rapl_agent_*), read from its state; no I/O.
+
+The per-VM energy family changes only with a snapshot and has a sample per VM: it is rendered
+with the snapshot (`exposition.render_vm_energy`), not on every scrape.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from .energy import joules
+from services.common.periodic import Periodic
+
 from .state import AgentState
 
 PREFIX = "one_cognit_rapl_agent"
@@ -15,16 +20,19 @@ PREFIX = "one_cognit_rapl_agent"
 class AgentCollector:
     """Sampling health and per-VM energy in base units, from the published snapshot."""
 
-    def __init__(self, state: AgentState) -> None:
+    def __init__(self, state: AgentState, sampling: Periodic) -> None:
         self.state = state
+        self.sampling = sampling
 
     def collect(self) -> Iterator[Metric]:
         state = self.state
         samples = CounterMetricFamily(
             f"{PREFIX}_samples", "Samples taken, by result", labels=["result"]
         )
-        samples.add_metric(["ok"], state.samples_ok)
-        samples.add_metric(["kept_last"], state.samples_kept_last)
+        for outcome, count in state.samples.items():
+            # A sample that raised published nothing new either.
+            extra = self.sampling.failures if outcome == "kept_last" else 0
+            samples.add_metric([outcome], count + extra)
         yield samples
         yield GaugeMetricFamily(
             f"{PREFIX}_sample_duration_seconds",
@@ -51,12 +59,3 @@ class AgentCollector:
         yield GaugeMetricFamily(
             f"{PREFIX}_processes", "Processes seen in the snapshot", value=snap.process_count
         )
-        energy = CounterMetricFamily(
-            f"{PREFIX}_vm_energy_joules",
-            "Energy attributed to each VM (QEMU and its helper threads) since the agent saw it",
-            labels=["vmname", "one_vm_id"],
-        )
-        for vm in snap.vms:
-            vm_id = "" if vm.one_vm_id is None else str(vm.one_vm_id)
-            energy.add_metric([vm.name, vm_id], joules(vm.energy_uj))
-        yield energy

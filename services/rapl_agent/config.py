@@ -8,6 +8,8 @@ from pathlib import Path
 from services.common.config import Listen, ServiceConfig, option
 
 MAX_INTERVAL_S = 300.0
+# udev's links to the disks: `usb-*` ones mark removable disks (Scaphandre's disk_is_removable).
+DISKS_BY_ID = Path("/dev/disk/by-id")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,3 +36,10 @@ class RaplConfig(ServiceConfig):
             )
         if self.max_cmdline < 0:
             raise ValueError(f"--max-cmdline must be >= 0, got {self.max_cmdline}")
+
+    @property
+    def sys_root(self) -> Path | None:
+        """The sysfs whose class/powercap is --powercap-root: its block/ tells disk types."""
+        if self.powercap_root.parts[-2:] == ("class", "powercap"):
+            return self.powercap_root.parent.parent
+        return None

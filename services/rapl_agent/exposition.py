@@ -1,35 +1,82 @@
-"""The /metrics product text for one snapshot: Scaphandre's names, labels and HELP texts.
+"""The /metrics product text for one snapshot: Scaphandre's names, labels, HELP texts and numbers.
 
-Small families go through prometheus-client's own collector machinery. The per-process family
-can hold thousands of samples, and `generate_latest` needs ~7 us a sample (36 ms for 5,000),
-so its label block is rendered once per process life (`process_labels`, cached with the
-process) and each snapshot only appends values. A test proves both paths give the same text.
+Rendered once per snapshot, in a worker thread, from `services.common.textformat` pieces:
+prometheus-client writes every value as a float (`4.2416304e+07`), while Scaphandre prints
+microwatts, microjoules, bytes and counts as integers, and scripts in the field read them with
+regular expressions and integer conversion. The per-process families hold thousands of
+samples each, so each process's label block is rendered once per process life
+(`process_labels`, cached with the process) and each snapshot only appends values. Tests
+prove the text parses to the same samples as prometheus-client's rendering.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import io
+from collections.abc import Iterable, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import generate_latest
+from services.common.textformat import Number, escape_label, header, number
 
-from services.common.textformat import escape_label
-
-from .snapshot import Snapshot
+from .counters import joules
+from .figures import Snapshot
 
 PROCESS_POWER = "scaph_process_power_consumption_microwatts"
 # Scaphandre 0.5's text (src/exporters/mod.rs); 1.0 copies the disk-read text here by mistake.
 PROCESS_POWER_HELP = (
     "Power consumption due to the process, measured on at the topology level, in microwatts"
 )
+PROCESS_CPU = "scaph_process_cpu_usage_percentage"
+PROCESS_CPU_HELP = (
+    "CPU time consumed by the process, as a percentage of the capacity of all the CPU Cores"
+)
+PROCESS_MEMORY = "scaph_process_memory_bytes"
+PROCESS_MEMORY_HELP = "Physical RAM usage by the process, in bytes"
+PROCESS_VIRTUAL = "scaph_process_memory_virtual_bytes"
+PROCESS_VIRTUAL_HELP = "Virtual RAM usage by the process, in bytes"
+# Scaphandre types its raw *_microjoules energies as counters without `_total`, which the
+# text format reserves for `_total` names; untyped keeps the exact name and stays valid.
+UNTYPED = "untyped"
+
+_MEMORY = (
+    (
+        "scaph_host_memory_total_bytes",
+        "MemTotal",
+        "Random Access Memory installed on the host, in bytes.",
+    ),
+    (
+        "scaph_host_memory_available_bytes",
+        "MemAvailable",
+        "Random Access Memory available to be re-used on the host, in bytes.",
+    ),
+    (
+        "scaph_host_memory_free_bytes",
+        "MemFree",
+        "Random Access Memory free to be used (not reused) on the host, in bytes.",
+    ),
+    ("scaph_host_swap_free_bytes", "SwapFree", "Swap space free to be used on the host, in bytes."),
+    ("scaph_host_swap_total_bytes", "SwapTotal", "Total swap space on the host, in bytes."),
+)
 
 
-def process_labels(pid: int, comm: str, cmdline: str, vmname: str | None) -> str:
-    """The `{cmdline=..,exe=..,pid=..[,vmname=..]}` block, in prometheus-client's label order."""
+def process_labels(pid: int, comm: str, cmdline: str, vmname: str | None) -> bytes:
+    """The `{cmdline=..,exe=..,pid=..[,vmname=..]}` block, labels in name order, as bytes."""
     block = f'{{cmdline="{escape_label(cmdline)}",exe="{escape_label(comm)}",pid="{pid}"'
     if vmname is not None:
         block += f',vmname="{escape_label(vmname)}"'
-    return block + "}"
+    return (block + "}").encode("utf-8")
+
+
+def labels(**pairs: str) -> str:
+    """A label block, names in order, values escaped; empty without labels."""
+    if not pairs:
+        return ""
+    inner = ",".join(f'{k}="{escape_label(v)}"' for k, v in sorted(pairs.items()))
+    return f"{{{inner}}}"
+
+
+def family(name: str, kind: str, doc: str, samples: Iterable[tuple[str, Number]]) -> str:
+    """HELP, TYPE and one line per (label block, value): integers stay integers."""
+    lines = [f"{name}{block} {number(value)}\n" for block, value in samples]
+    return header(name, kind, doc) + "".join(lines)
 
 
 def scaphandre_version(version: str) -> float:
@@ -39,209 +86,283 @@ def scaphandre_version(version: str) -> float:
     return float(f"{digits[0]}.{digits[1]}{digits[2]}")
 
 
-def _untyped(name: str, documentation: str) -> Metric:
-    # Scaphandre types its raw *_microjoules energies as counters without `_total`, which
-    # prometheus-client cannot print; untyped keeps the exact name and stays valid text.
-    return Metric(name, documentation, "unknown")
+def _gauges(rows: Iterable[tuple[str, str, Number | None]]) -> Iterator[str]:
+    """One single-sample gauge family per (name, HELP, value) whose value is known."""
+    for name, doc, value in rows:
+        if value is not None:
+            yield family(name, "gauge", doc, [("", value)])
 
 
-class SnapshotCollector:
-    """Every scaph_* family except the per-process one, fresh from one snapshot."""
-
-    def __init__(self, snapshot: Snapshot, version: str) -> None:
-        self.snapshot = snapshot
-        self.version = version
-
-    def collect(self) -> Iterator[Metric]:
-        snap = self.snapshot
-        yield from self._self_metrics()
-        source = {"value_source": snap.source}
-        energy = _untyped(
-            "scaph_host_energy_microjoules",
-            "Energy measurement for the whole host, as extracted from the sensor, in microjoules.",
-        )
-        energy.add_sample("scaph_host_energy_microjoules", source, snap.host_energy_uj)
-        yield energy
-        if snap.host_power_uw is not None:
-            power = GaugeMetricFamily(
-                "scaph_host_power_microwatts",
-                "Power measurement on the whole host, in microwatts",
-                labels=["value_source"],
-            )
-            power.add_metric([snap.source], snap.host_power_uw)
-            yield power
-        if snap.load is not None:
-            for suffix, period, value in zip(
-                ("one", "five", "fifteen"),
-                ("1 minute", "5 minutes", "15 minutes"),
-                snap.load,
-                strict=True,
-            ):
-                yield GaugeMetricFamily(
-                    f"scaph_host_load_avg_{suffix}", f"Load average on {period}.", value=value
-                )
-        yield from self._memory()
-        yield from self._sockets()
-        yield from self._system()
-
-    def _self_metrics(self) -> Iterator[Metric]:
-        snap = self.snapshot
-        yield GaugeMetricFamily(
-            "scaph_self_version",
-            "Version number of scaphandre represented as a float.",
-            value=scaphandre_version(self.version),
-        )
-        if snap.own_cpu_percent is not None:
-            yield GaugeMetricFamily(
+def _self_metrics(snap: Snapshot, version: str) -> Iterator[str]:
+    own = snap.own
+    yield from _gauges(
+        (
+            (
+                "scaph_self_version",
+                "Version number of scaphandre represented as a float.",
+                scaphandre_version(version),
+            ),
+            (
                 "scaph_self_cpu_usage_percent",
                 "CPU time consumed by scaphandre, as Percentage",
-                value=snap.own_cpu_percent,
-            )
-        if snap.own is not None:
-            yield GaugeMetricFamily(
+                snap.own_cpu_percent,
+            ),
+            (
                 "scaph_self_memory_virtual_bytes",
                 "Total program size, measured in Bytes.",
-                value=snap.own.vsize_bytes,
-            )
-            yield GaugeMetricFamily(
+                None if own is None else own.vsize_bytes,
+            ),
+            (
                 "scaph_self_memory_bytes",
                 "Resident set size, measured in bytes.",
-                value=snap.own.rss_bytes,
+                None if own is None else own.rss_bytes,
+            ),
+            (
+                "scaph_self_topo_stats_nb",
+                "Number of CPUStat traces stored for the host.",
+                snap.records,
+            ),
+            (
+                "scaph_self_topo_records_nb",
+                "Number of energy consumption Records stored for the host.",
+                snap.records,
+            ),
+            (
+                "scaph_self_topo_procs_nb",
+                "Number of processes monitored for the host.",
+                snap.process_count,
+            ),
+        )
+    )
+    sockets = [(labels(socket_id=str(s.socket_id)), snap.records) for s in snap.sockets]
+    yield family(
+        "scaph_self_socket_stats_nb",
+        "gauge",
+        "Number of CPUStat traces stored for each socket",
+        sockets,
+    )
+    yield family(
+        "scaph_self_socket_records_nb",
+        "gauge",
+        "Number of energy consumption Records stored for each socket",
+        sockets,
+    )
+    yield family(
+        "scaph_self_domain_records_nb",
+        "gauge",
+        "Number of energy consumption Records stored for a Domain",
+        [
+            (labels(socket_id=str(d.socket_id), rapl_domain_name=d.kind), snap.records)
+            for d in snap.domains
+        ],
+    )
+
+
+def _host(snap: Snapshot) -> Iterator[str]:
+    source = labels(value_source=snap.source)
+    yield family(
+        "scaph_host_energy_microjoules",
+        UNTYPED,
+        "Energy measurement for the whole host, as extracted from the sensor, in microjoules.",
+        [(source, snap.host_energy_uj)],
+    )
+    if snap.host_power_uw is not None:
+        yield family(
+            "scaph_host_power_microwatts",
+            "gauge",
+            "Power measurement on the whole host, in microwatts",
+            [(source, snap.host_power_uw)],
+        )
+    if snap.load is not None:
+        for suffix, period, value in zip(
+            ("one", "five", "fifteen"),
+            ("1 minute", "5 minutes", "15 minutes"),
+            snap.load,
+            strict=True,
+        ):
+            yield family(
+                f"scaph_host_load_avg_{suffix}",
+                "gauge",
+                f"Load average on {period}.",
+                [("", value)],
             )
-        yield GaugeMetricFamily(
-            "scaph_self_topo_stats_nb",
-            "Number of CPUStat traces stored for the host.",
-            value=snap.records,
-        )
-        yield GaugeMetricFamily(
-            "scaph_self_topo_records_nb",
-            "Number of energy consumption Records stored for the host.",
-            value=snap.records,
-        )
-        yield GaugeMetricFamily(
-            "scaph_self_topo_procs_nb",
-            "Number of processes monitored for the host.",
-            value=snap.process_count,
-        )
-        stats = GaugeMetricFamily(
-            "scaph_self_socket_stats_nb",
-            "Number of CPUStat traces stored for each socket",
-            labels=["socket_id"],
-        )
-        records = GaugeMetricFamily(
-            "scaph_self_socket_records_nb",
-            "Number of energy consumption Records stored for each socket",
-            labels=["socket_id"],
-        )
-        for socket in snap.sockets:
-            stats.add_metric([str(socket.socket_id)], snap.records)
-            records.add_metric([str(socket.socket_id)], snap.records)
-        domains = GaugeMetricFamily(
-            "scaph_self_domain_records_nb",
-            "Number of energy consumption Records stored for a Domain",
-            labels=["socket_id", "rapl_domain_name"],
-        )
-        for domain in snap.domains:
-            domains.add_metric([str(domain.socket_id), domain.kind], snap.records)
-        yield from (stats, records, domains)
+    yield from _disks(snap)
+    memory = snap.memory or {}
+    yield from _gauges((name, doc, memory.get(field)) for name, field, doc in _MEMORY)
 
-    def _memory(self) -> Iterator[Metric]:
-        memory = self.snapshot.memory
-        if not memory:
-            return
-        helps = {
-            "MemTotal": "Random Access Memory installed on the host, in bytes.",
-            "MemAvailable": "Random Access Memory available to be re-used on the host, in bytes.",
-            "MemFree": "Random Access Memory free to be used (not reused) on the host, in bytes.",
-            "SwapFree": "Swap space free to be used on the host, in bytes.",
-            "SwapTotal": "Total swap space on the host, in bytes.",
-        }
-        rows = (
-            ("scaph_host_memory_total_bytes", "MemTotal"),
-            ("scaph_host_memory_available_bytes", "MemAvailable"),
-            ("scaph_host_memory_free_bytes", "MemFree"),
-            ("scaph_host_swap_free_bytes", "SwapFree"),
-            ("scaph_host_swap_total_bytes", "SwapTotal"),
-        )
-        for name, field in rows:
-            if field in memory:
-                yield GaugeMetricFamily(name, helps[field], value=memory[field])
 
-    def _sockets(self) -> Iterator[Metric]:
-        snap = self.snapshot
-        energy = _untyped(
-            "scaph_socket_energy_microjoules", "Socket related energy measurement in microjoules."
+def _disks(snap: Snapshot) -> Iterator[str]:
+    """Scaphandre 1.0's disk families (it keeps only the last disk by mistake; all are here)."""
+    if not snap.disks:
+        return
+    blocks = [
+        labels(
+            disk_file_system=d.file_system,
+            disk_mount_point=d.mount_point,
+            disk_type=d.kind,
+            disk_is_removable="true" if d.removable else "false",
+            disk_name=d.name,
         )
-        power = GaugeMetricFamily(
+        for d in snap.disks
+    ]
+    yield family(
+        "scaph_host_disk_total_bytes",
+        "gauge",
+        "Total disk size, in bytes.",
+        [(block, d.total_bytes) for block, d in zip(blocks, snap.disks, strict=True)],
+    )
+    yield family(
+        "scaph_host_disk_available_bytes",
+        "gauge",
+        "Available disk space, in bytes.",
+        [(block, d.available_bytes) for block, d in zip(blocks, snap.disks, strict=True)],
+    )
+
+
+def _sockets(snap: Snapshot) -> Iterator[str]:
+    energy = [(labels(socket_id=str(s.socket_id)), s.energy_uj) for s in snap.sockets]
+    power = [
+        (labels(socket_id=str(s.socket_id)), s.power_uw)
+        for s in snap.sockets
+        if s.power_uw is not None
+    ]
+    d_labels = [
+        labels(domain_name=d.kind, domain_id=str(d.domain_id), socket_id=str(d.socket_id))
+        for d in snap.domains
+    ]
+    d_energy = [(block, d.energy_uj) for block, d in zip(d_labels, snap.domains, strict=True)]
+    d_power = [
+        (block, d.power_uw)
+        for block, d in zip(d_labels, snap.domains, strict=True)
+        if d.power_uw is not None
+    ]
+    for name, kind, doc, samples in (
+        (
+            "scaph_socket_energy_microjoules",
+            UNTYPED,
+            "Socket related energy measurement in microjoules.",
+            energy,
+        ),
+        (
             "scaph_socket_power_microwatts",
+            "gauge",
             "Power measurement relative to a CPU socket, in microwatts",
-            labels=["socket_id"],
-        )
-        for socket in snap.sockets:
-            labels = {"socket_id": str(socket.socket_id)}
-            energy.add_sample("scaph_socket_energy_microjoules", labels, socket.energy_uj)
-            if socket.power_uw is not None:
-                power.add_metric([labels["socket_id"]], socket.power_uw)
-        d_energy = _untyped(
-            "scaph_domain_energy_microjoules", "Domain related energy measurement in microjoules."
-        )
-        d_power = GaugeMetricFamily(
+            power,
+        ),
+        (
+            "scaph_domain_energy_microjoules",
+            UNTYPED,
+            "Domain related energy measurement in microjoules.",
+            d_energy,
+        ),
+        (
             "scaph_domain_power_microwatts",
+            "gauge",
             "Power measurement relative to a RAPL Domain, in microwatts",
-            labels=["domain_name", "domain_id", "socket_id"],
-        )
-        for domain in snap.domains:
-            values = [domain.kind, str(domain.domain_id), str(domain.socket_id)]
-            labels = dict(zip(("domain_name", "domain_id", "socket_id"), values, strict=True))
-            d_energy.add_sample("scaph_domain_energy_microjoules", labels, domain.energy_uj)
-            if domain.power_uw is not None:
-                d_power.add_metric(values, domain.power_uw)
-        for family in (energy, power, d_energy, d_power):
-            if family.samples:
-                yield family
+            d_power,
+        ),
+    ):
+        if samples:
+            yield family(name, kind, doc, samples)
 
-    def _system(self) -> Iterator[Metric]:
-        system = self.snapshot.system
-        if system is None:
-            return
-        if system.forks is not None:
-            yield CounterMetricFamily(
-                "scaph_forks_since_boot",
-                "Number of forks that have occured since boot "
-                "(number of processes to have existed so far).",
-                value=system.forks,
-            )
-        if system.procs_running is not None:
-            yield GaugeMetricFamily(
+
+def _system(snap: Snapshot) -> Iterator[str]:
+    system = snap.system
+    if system is None:
+        return
+    if system.forks is not None:
+        yield family(
+            "scaph_forks_since_boot_total",
+            "counter",
+            "Number of forks that have occured since boot "
+            "(number of processes to have existed so far).",
+            [("", system.forks)],
+        )
+    yield from _gauges(
+        (
+            (
                 "scaph_processes_running_current",
                 "Number of processes currently running.",
-                value=system.procs_running,
-            )
-        if system.procs_blocked is not None:
-            yield GaugeMetricFamily(
+                system.procs_running,
+            ),
+            (
                 "scaph_processes_blocked_current",
                 "Number of processes currently blocked waiting for I/O.",
-                value=system.procs_blocked,
-            )
-        if system.context_switches is not None:
-            yield CounterMetricFamily(
-                "scaph_context_switches",
-                "Number of context switches since boot.",
-                value=system.context_switches,
-            )
+                system.procs_blocked,
+            ),
+        )
+    )
+    if system.context_switches is not None:
+        yield family(
+            "scaph_context_switches_total",
+            "counter",
+            "Number of context switches since boot.",
+            [("", system.context_switches)],
+        )
 
 
-def render_processes(snapshot: Snapshot) -> str:
-    """The per-process power family; its label blocks come pre-rendered with each process."""
-    if not snapshot.processes:
-        return ""
-    head = f"# HELP {PROCESS_POWER} {PROCESS_POWER_HELP}\n# TYPE {PROCESS_POWER} gauge\n"
-    lines = [f"{PROCESS_POWER}{info.labels} {uw}\n" for info, uw in snapshot.processes]
-    return head + "".join(lines)
+def _write_family(
+    out: io.BytesIO, name: str, doc: str, fmt: bytes, rows: Iterable[tuple[bytes, Number]]
+) -> None:
+    out.write(header(name, "gauge", doc).encode())
+    line = name.encode() + b"%s " + fmt + b"\n"
+    out.writelines(line % row for row in rows)
+
+
+def write_processes(out: io.BytesIO, snapshot: Snapshot) -> None:
+    """The per-process families, written straight into `out`.
+
+    5,000 processes make 20,000 lines per snapshot: each is formatted as bytes from the label
+    block pre-rendered with its process (a quarter of the cost of str formatting and encoding:
+    0.8 against 3.3 ms a family, measured) and written at once, so no list of lines is held
+    (the peak memory of a render is the text itself, 2.6 MB, not twice it).
+    """
+    table = snapshot.processes
+    infos, stats, page = table.infos, table.stats, table.page_size
+    if table.power_uw:
+        rows = ((infos[pid].labels, uw) for pid, uw in table.power_uw.items())
+        _write_family(out, PROCESS_POWER, PROCESS_POWER_HELP, b"%d", rows)
+    if table.cpu_jiffies and table.cpu_capacity > 0:
+        scale = 100 / table.cpu_capacity
+        rows = (
+            (infos[pid].labels, min(100.0, jiffies * scale))
+            for pid, jiffies in table.cpu_jiffies.items()
+        )
+        _write_family(out, PROCESS_CPU, PROCESS_CPU_HELP, b"%.4f", rows)
+    if stats:
+        rows = ((infos[pid].labels, st.rss * page) for pid, st in stats.items())
+        _write_family(out, PROCESS_MEMORY, PROCESS_MEMORY_HELP, b"%d", rows)
+        rows = ((infos[pid].labels, st.vsize) for pid, st in stats.items())
+        _write_family(out, PROCESS_VIRTUAL, PROCESS_VIRTUAL_HELP, b"%d", rows)
+
+
+def render_processes(snapshot: Snapshot) -> bytes:
+    """The per-process families alone."""
+    out = io.BytesIO()
+    write_processes(out, snapshot)
+    return out.getvalue()
+
+
+def render_vm_energy(snapshot: Snapshot) -> str:
+    """The agent's per-VM energy counter, in joules (one sample per VM, rendered per snapshot)."""
+    name = "one_cognit_rapl_agent_vm_energy_joules_total"
+    rows = [
+        (
+            labels(vmname=vm.name, one_vm_id="" if vm.one_vm_id is None else str(vm.one_vm_id)),
+            joules(vm.energy_uj),
+        )
+        for vm in snapshot.vms
+    ]
+    doc = "Energy attributed to each VM (QEMU and its helper threads) since the agent saw it"
+    return family(name, "counter", doc, rows)
 
 
 def render(snapshot: Snapshot, version: str) -> bytes:
     """The whole scaph_* text for one snapshot."""
-    return generate_latest(SnapshotCollector(snapshot, version)) + render_processes(
-        snapshot
-    ).encode("utf-8")
+    parts = [*_self_metrics(snapshot, version), *_host(snapshot), *_sockets(snapshot)]
+    parts += _system(snapshot)
+    out = io.BytesIO()
+    out.write("".join(parts).encode("utf-8"))
+    write_processes(out, snapshot)
+    out.write(render_vm_energy(snapshot).encode("utf-8"))
+    return out.getvalue()

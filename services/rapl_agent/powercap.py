@@ -61,7 +61,7 @@ def discover(root: Path) -> Topology:
     return build_topology(entries)
 
 
-def read_counter(key: str, path: str) -> int:
+def read_counter(path: str) -> int:
     """A zone's raw energy_uj, or CounterError naming the zone and the reason."""
     try:
         text = _read_small(path)
@@ -87,7 +87,7 @@ def read_counters(topology: Topology) -> tuple[dict[str, int], dict[str, str]]:
     errors: dict[str, str] = {}
     for zone in topology.zones:
         try:
-            values[zone.key] = read_counter(zone.key, zone.energy_path)
+            values[zone.key] = read_counter(zone.energy_path)
         except CounterError as exc:
             errors[zone.key] = str(exc)
     return values, errors

@@ -17,7 +17,9 @@ from pathlib import Path
 from services.common.vm_identity import helper_owner, vm_from_argv
 
 from .exposition import process_labels
+from .figures import ProcInfo
 from .procstat import (
+    PidStat,
     SystemStat,
     parse_cmdline,
     parse_loadavg,
@@ -26,7 +28,6 @@ from .procstat import (
     parse_proc_stat,
     parse_uptime,
 )
-from .snapshot import ProcInfo
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _MAX_CMDLINE_BYTES = 256 * 1024
@@ -36,20 +37,6 @@ _FD_RESERVE = 256
 
 class ProcError(Exception):
     """A system-wide /proc file (stat, uptime) is unreadable or malformed."""
-
-
-def raise_fd_limit() -> int:
-    """Raise the soft open-files limit to the hard one; returns the limit in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = max(soft, 1 << 20)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    return soft
 
 
 def _read_file(path: str, limit: int = 1 << 20) -> bytes:
@@ -74,9 +61,9 @@ class ProcReader:
     def __init__(self, root: Path, max_cmdline: int, *, hold_fds: int | None = None) -> None:
         self.root = str(root)
         self.max_cmdline = max_cmdline
-        if hold_fds is None:
-            hold_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - _FD_RESERVE
-        self._fd_budget = max(0, hold_fds)
+        # None: decided at the first read, from the open-files limit then in force (the app
+        # raises it when it starts, after building the reader).
+        self._fd_budget = None if hold_fds is None else max(0, hold_fds)
         self._fds: dict[str, int] = {}
         self._infos: dict[int, ProcInfo] = {}
 
@@ -107,13 +94,13 @@ class ProcReader:
 
     # -- processes -------------------------------------------------------------------------
 
-    def read_processes(self) -> tuple[dict[int, tuple[int, int]], dict[int, ProcInfo]]:
-        """(pid -> (starttime, jiffies), pid -> ProcInfo) for every process listed now."""
+    def read_processes(self) -> tuple[dict[int, PidStat], dict[int, ProcInfo]]:
+        """(pid -> its stat figures, pid -> ProcInfo) for every process listed now."""
         try:
             names = os.listdir(self.root)
         except OSError as exc:
             raise ProcError(f"cannot list {self.root}: {exc.strerror or exc}") from None
-        times: dict[int, tuple[int, int]] = {}
+        stats: dict[int, PidStat] = {}
         infos: dict[int, ProcInfo] = {}
         fds = self._fds
         cached = self._infos
@@ -143,12 +130,12 @@ class ProcReader:
                 info = self._describe(pid, name, stat.comm, stat.starttime)
                 if info is None:
                     continue
-            times[pid] = (stat.starttime, stat.jiffies)
+            stats[pid] = stat
             infos[pid] = info
         for name in fds.keys() - set(names):
             os.close(fds.pop(name))
         self._infos = infos
-        return times, infos
+        return stats, infos
 
     def _reopen(self, name: str) -> bytes:
         """Open a process's stat afresh (new, or its held fd went stale); hold it if we can."""
@@ -164,6 +151,9 @@ class ProcReader:
             data = os.pread(fd, 4096, 0)
         except OSError:
             data = b""
+        if self._fd_budget is None:
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            self._fd_budget = max(0, limit - _FD_RESERVE)
         if data and len(self._fds) < self._fd_budget:
             self._fds[name] = fd
         else:

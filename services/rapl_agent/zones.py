@@ -56,10 +56,6 @@ class Topology:
     skipped: tuple[tuple[str, str], ...]  # (zone key, why it is not read)
 
     @property
-    def psys(self) -> Zone | None:
-        return next((z for z in self.zones if z.kind == "psys"), None)
-
-    @property
     def socket_ids(self) -> tuple[int, ...]:
         return tuple(sorted({z.socket_id for z in self.zones if z.socket_id is not None}))
 
@@ -145,3 +141,11 @@ def _order(zone: Zone) -> tuple:
         -1 if zone.domain_id is None else zone.domain_id,
         zone.key,
     )
+
+
+def describe(topology: Topology) -> str:
+    """One log line: the zones read, where host power comes from, what is skipped and why."""
+    read = ", ".join(f"{z.key} ({z.kind})" for z in topology.zones) or "none"
+    skipped = "; ".join(f"{key} ({why})" for key, why in topology.skipped) or "none"
+    host = " + ".join(topology.host_keys) or "none"
+    return f"RAPL zones read: {read}; host power = {host} ({topology.source}); skipped: {skipped}"

@@ -10,11 +10,14 @@ both exactly as it reads a real host, through `--powercap-root` and `--proc-root
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import subprocess
 import threading
 import time
 import weakref
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from .power_model import Zone, layout, zone_watts
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Files a /proc view links to; the agent reads them as on a real host.
-PROC_FILES = ("stat", "loadavg", "uptime", "cpuinfo", "meminfo")
+PROC_FILES = ("stat", "loadavg", "uptime", "cpuinfo", "meminfo", "mounts")
 DEVICES = Path("sys/devices/virtual/powercap")
 CLASS = Path("sys/class/powercap")
 BREAKAGES = ("garbage", "denied", "missing", "empty")
@@ -122,6 +125,9 @@ class SimHypervisor:
         self._vms: dict[int, QemuProcess] = {}
         self._jiffies: dict[int, int] = {}
         self._power_w = self.idle_w
+        self._last = time.monotonic()
+        # (model time, monotonic time its counters were written) of the recent ticks.
+        self._ticks: deque[tuple[float, float]] = deque(maxlen=20_000)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = False
@@ -258,6 +264,36 @@ class SimHypervisor:
             self._broken.pop(zone, None)
             self._write_counters()
 
+    @contextlib.contextmanager
+    def synced(self) -> Iterator[float]:
+        """Tick now on the caller's thread and hold the ticker while the block runs.
+
+        Yields the monotonic time the counters (files and `energy_uj`) are current to. The
+        ticker thread can lag its tick by a scheduling stall on a loaded machine; a test that
+        compares counters with CPU time it reads itself must read both at one known moment.
+        """
+        with self._lock:
+            yield self._step()
+
+    def max_counter_lag(self, since: float, until: float | None = None) -> float:
+        """The most a counter file lagged the model between two monotonic times, in seconds.
+
+        A reader at any moment of [since, until] saw the energy of at most this long before
+        that moment: the tick interval, plus any stall of the ticker thread. Tests that
+        compare measured power with the model derive their tolerance from it.
+        """
+        until = time.monotonic() if until is None else until
+        with self._lock:
+            ticks = list(self._ticks)
+        worst = 0.0
+        # Between two writes a reader sees the first one's model time.
+        for (model_time, written), (_, written_next) in zip(ticks, ticks[1:], strict=False):
+            if written_next > since and written <= until:
+                worst = max(worst, min(written_next, until) - model_time)
+        if ticks and ticks[-1][1] <= until:
+            worst = max(worst, until - ticks[-1][0])
+        return worst
+
     def zone_path(self, zone: str) -> Path:
         """The real directory of a zone (under devices/, not the class symlink)."""
         z = self._zone(zone)
@@ -351,25 +387,26 @@ class SimHypervisor:
             total += max(0, now - before)
         return total / CLK_TCK
 
-    def _step(self) -> None:
+    def _step(self) -> float:
+        """Advance the model to now (the caller holds the lock); returns that moment."""
         now = time.monotonic()
         dt = now - self._last
-        self._last = now
         if dt <= 0:
-            return
+            return self._last
+        self._last = now
         busy = self._busy_cpu_seconds()
-        with self._lock:
-            self._power_w = self.idle_w + self.w_per_cpu * busy / dt
-            for key, watts in zone_watts(self.zones, self._power_w, sockets=self.sockets).items():
-                self._energy[key] = (self._energy[key] + watts * dt * 1e6) % (
-                    self.max_energy_range_uj
-                )
-            self._write_counters()
+        self._power_w = self.idle_w + self.w_per_cpu * busy / dt
+        for key, watts in zone_watts(self.zones, self._power_w, sockets=self.sockets).items():
+            self._energy[key] = (self._energy[key] + watts * dt * 1e6) % self.max_energy_range_uj
+        self._write_counters()
+        self._ticks.append((now, time.monotonic()))
+        return now
 
     def _run(self) -> None:
         while not self._stop.wait(self.tick):
             try:
-                self._step()
+                with self._lock:
+                    self._step()
             except OSError:
                 # The tree was removed under us (test teardown); keep ticking until stopped.
                 continue

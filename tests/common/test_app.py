@@ -109,6 +109,23 @@ async def test_metrics_are_prefixed_and_count_requests(echo):
     assert 'one_cognit_echo_http_request_duration_seconds_count{route="/v1/echo"} 1.0' in text
 
 
+async def test_product_metrics_come_first_and_head_has_the_length_only(echo):
+    from services.common.app import PRODUCT_METRICS
+
+    config = load_config(EchoConfig, [], prog="echo", description="")
+    app = create_app(config)
+    app[PRODUCT_METRICS] = lambda: b"# TYPE product_x gauge\nproduct_x 42\n"
+    async with app_client(app) as client:
+        resp = await client.get("/metrics")
+        text = await resp.text()
+        assert text.startswith("# TYPE product_x gauge\nproduct_x 42\n")
+        assert "one_cognit_echo_up 1.0" in text
+        assert int(resp.headers["Content-Length"]) == len(text.encode())
+        head = await client.head("/metrics")
+        assert head.status == 200 and await head.read() == b""
+        assert int(head.headers["Content-Length"]) > len(b"product_x 42")
+
+
 async def test_config_precedence_flag_over_yaml_over_default(echo, tmp_path):
     config_file = tmp_path / "echo.yaml"
     config_file.write_text("greeting: from-yaml\ninterval: 7.5\n")

@@ -11,6 +11,7 @@ from services.rapl_agent.procstat import (
     parse_cmdline,
     parse_loadavg,
     parse_meminfo,
+    parse_mounts,
     parse_pid_stat,
     parse_proc_stat,
     parse_uptime,
@@ -23,7 +24,6 @@ def test_proc_stat_busy_jiffies_exclude_idle_iowait_and_guest():
     stat = parse_proc_stat((PROC / "t0" / "stat").read_text())
     # user+nice+system+irq+softirq+steal; guest (6000) is already inside user.
     assert stat.busy_jiffies == 10000 + 100 + 3000 + 0 + 200 + 0
-    assert stat.idle_jiffies == 40000 + 500
     assert (stat.forks, stat.context_switches) == (183219, 26995664)
     assert (stat.procs_running, stat.procs_blocked) == (3, 1)
 
@@ -51,6 +51,8 @@ def test_pid_stat_of_qemu_and_kernel_threads():
         "qemu-kvm-one",
         15200 + 5100,
         50000,
+        123456789,
+        2345,
     )
     assert parse_pid_stat((PROC / "t1" / "2107" / "stat").read_bytes()).comm == (
         "kvm-nx-lpage-recovery-2101"
@@ -104,7 +106,7 @@ def test_reader_on_a_stored_proc_tree():
         reader.close()
     assert system.busy_jiffies == 13900
     assert uptime_ticks == 100200
-    assert times[3100] == (100100, 50)
+    assert (times[3100].starttime, times[3100].jiffies) == (100100, 50)
     qemu = infos[2101]
     assert qemu.vm is not None and qemu.vm.name == "one-42" and qemu.vm.one_vm_id == 42
     # Scaphandre's cmdline label: argv joined with no separator, cut at --max-cmdline.
@@ -131,7 +133,8 @@ def test_reader_caches_per_pid_and_starttime(tmp_path):
         # The same pid with another starttime is another process: described afresh.
         stat.write_text("42 (b) S 1 1 1 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 900 0 0\n")
         times, infos = reader.read_processes()
-        assert infos[42].cmdline == "second" and times[42] == (900, 2)
+        assert infos[42].cmdline == "second"
+        assert (times[42].starttime, times[42].jiffies) == (900, 2)
     finally:
         reader.close()
 
@@ -153,3 +156,50 @@ def test_unreadable_proc_root(tmp_path):
     with pytest.raises(ProcError):
         reader.read_processes()
     assert reader.read_load() is None and reader.read_memory() is None
+
+
+def test_proc_stat_total_jiffies_are_every_cpu_column():
+    stat = parse_proc_stat((PROC / "t0" / "stat").read_text())
+    # user nice system idle iowait irq softirq steal; guest is inside user already.
+    assert stat.total_jiffies == 10000 + 100 + 3000 + 40000 + 500 + 0 + 200 + 0
+
+
+def test_pid_stat_memory_fields():
+    stat = parse_pid_stat(b"7 (a b) S 1 1 1 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0 500 8192 3\n")
+    assert (stat.vsize, stat.rss) == (8192, 3)
+    with pytest.raises(ValueError):
+        parse_pid_stat(b"7 (a) S 1 1 1 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0 500 8192\n")
+
+
+MOUNTS = r"""proc /proc proc rw,relatime 0 0
+sysfs /sys sysfs rw 0 0
+tmpfs /dev/shm tmpfs rw 0 0
+cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0
+/dev/vda / ext4 rw,relatime 0 0
+/dev/vda /run/netns ext4 rw 0 0
+/dev/sdb1 /run/media/usb vfat rw 0 0
+server:/export /var/lib/one/datastores/0 nfs4 rw 0 0
+//nas/share /mnt/share cifs rw 0 0
+/dev/sdc1 /srv/my\040data ext4 rw 0 0
+/dev/mapper/vg-lv /data xfs rw 0 0
+/dev/sdd1 /data xfs rw 0 0
+sunrpc /var/lib/nfs/rpc_pipefs rpc_pipefs rw 0 0
+broken line
+"""
+
+
+def test_mounts_that_are_disks_as_scaphandre_picks_them():
+    mounts = parse_mounts(MOUNTS)
+    assert [(m.device, m.mount_point, m.fs_type) for m in mounts] == [
+        ("/dev/vda", "/", "ext4"),
+        ("/dev/sdb1", "/run/media/usb", "vfat"),
+        ("/dev/sdc1", "/srv/my data", "ext4"),  # the kernel's \040 is a space
+        ("/dev/sdd1", "/data", "xfs"),  # mounted over /dev/mapper/vg-lv: the last one shows
+    ]
+
+
+def test_mounts_are_bounded_however_many_lines():
+    text = "".join(f"/dev/loop{i} /mnt/{i} ext4 rw 0 0\n" for i in range(20_000))
+    mounts = parse_mounts(text)
+    assert len(mounts) == 256 and mounts[0].mount_point == "/mnt/0"
+    assert len(parse_mounts(text, limit=3)) == 3

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from sim.hypervisor import SimHypervisor
+from tests.rapl_agent.live import running_agent
 
 PROMTOOL = shutil.which("promtool")
 # Scaphandre's names that SPEC section 5 fixes: promtool's lint wants joules, not microjoules.
@@ -20,13 +21,13 @@ FIXED_NAMES = {
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make test installs it)")
-def test_promtool_check_metrics(tmp_path, start_agent):
+async def test_promtool_check_metrics(tmp_path):
     with SimHypervisor(tmp_path, sockets=2, psys=True) as hv:
         hv.start_vm(42, cpu_fraction=0.2, helpers=2)
         # The whole /proc: every kind of comm and cmdline this machine has goes through.
-        agent = start_agent(hv.powercap_root, "/proc")
-        agent.snapshots(2)
-        status, body = agent.get("/metrics")
+        async with running_agent(hv.powercap_root, "/proc", interval=0.2) as agent:
+            await agent.snapshots(1)
+            status, body = await agent.get("/metrics")
     assert status == 200
     assert b'vmname="one-42"' in body and b"scaph_process_power_consumption_microwatts{" in body
     result = subprocess.run(

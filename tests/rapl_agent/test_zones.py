@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.rapl_agent.powercap import CounterError, discover, read_counter, read_counters
-from services.rapl_agent.zones import SOURCE_PKG, SOURCE_PSYS, ZoneEntry, build_topology
+from services.rapl_agent.zones import SOURCE_PKG, SOURCE_PSYS, ZoneEntry, build_topology, describe
 
 SYS = Path(__file__).resolve().parent.parent / "fixtures" / "sys"
 
@@ -27,7 +27,7 @@ def test_client_prefers_psys_and_skips_the_mmio_twin():
     }
     assert topo.host_keys == ("intel-rapl:1",)
     assert topo.source == SOURCE_PSYS
-    assert topo.psys is not None and topo.psys.key == "intel-rapl:1"
+    assert [z.key for z in topo.zones if z.kind == "psys"] == ["intel-rapl:1"]
     assert ("intel-rapl-mmio:0", "mmio twin of package-0, read through MSR") in topo.skipped
     assert [z.domain_id for z in topo.domains()] == [0, 1]
 
@@ -83,9 +83,9 @@ def test_broken_counters_name_the_zone_and_the_reason():
 
 def test_read_counter_reasons(tmp_path):
     with pytest.raises(CounterError, match="vanished"):
-        read_counter("intel-rapl:0", str(tmp_path / "energy_uj"))
+        read_counter(str(tmp_path / "energy_uj"))
     (tmp_path / "energy_uj").write_text("  12345\n")
-    assert read_counter("intel-rapl:0", str(tmp_path / "energy_uj")) == 12345
+    assert read_counter(str(tmp_path / "energy_uj")) == 12345
 
 
 def test_build_topology_dedupes_by_resolved_path():
@@ -111,3 +111,10 @@ def test_multi_die_packages_add_up_to_one_socket():
     assert topo.socket_ids == (0,)
     assert [z.key for z in topo.packages(0)] == ["intel-rapl:0", "intel-rapl:1"]
     assert ("intel-rapl:2", "unknown zone name 'weird'") in topo.skipped
+
+
+def test_describe_names_each_zone_read_and_each_skipped_with_why():
+    line = describe(discover(powercap("client")))
+    assert "intel-rapl:0 (package)" in line and "intel-rapl:1 (psys)" in line
+    assert "host power = intel-rapl:1 (powercap_rapl_psys)" in line
+    assert "skipped: intel-rapl-mmio:0 (mmio twin of package-0, read through MSR)" in line

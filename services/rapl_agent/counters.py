@@ -1,4 +1,4 @@
-"""Energy and power in integer micro-units, and the one place counter wraparound is handled."""
+"""RAPL counter arithmetic in integer micro-units: the one place wraparound is handled."""
 
 from __future__ import annotations
 
@@ -31,11 +31,6 @@ def power_uw(delta_uj: int, seconds: float) -> int | None:
     if seconds <= 0:
         return None
     return round(delta_uj / seconds)
-
-
-def watts(microwatts: int) -> float:
-    """Microwatts as watts."""
-    return microwatts / MICRO
 
 
 def joules(microjoules: int | float) -> float:
