@@ -3,10 +3,10 @@
 Starts the simulator with simulated hypervisors, then every service that is built (a service
 whose `--help` does not say "not built yet"), each wired the way it would be on a real cloud:
 one rapl_agent per host on the host's own loopback address, reading that host's powercap tree
-and /proc view; vm_exporter against the simulated oned; authd; discovery; geo; and, when a
-`prometheus` binary is found, Prometheus with discovery feeding it and deploy's rules loaded.
-Then it redraws a table of VM power and energy every few seconds. Ctrl-C (or SIGTERM, or
-`--duration`) stops everything.
+and /proc view; a tunnel_agent per host beside it; vm_exporter against the simulated oned;
+authd; discovery; geo; and, when a `prometheus` binary is found, Prometheus with discovery
+feeding it and deploy's rules loaded. Then it redraws a table of VM power and energy every
+few seconds. Ctrl-C (or SIGTERM, or `--duration`) stops everything.
 
 Adding a service to the demo is one `DemoService` entry in `SERVICES`.
 """
@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import dataclasses
 import json
+import secrets
 import shutil
 import signal
 import subprocess
@@ -57,6 +58,7 @@ class DemoConfig(ServiceConfig):
         "127.0.1.1", "loopback address of the first host's agents", parse=parse_ipv4, metavar="IPV4"
     )
     agent_port: int = option(8080, "port of every host's rapl_agent (on the host's address)")
+    tunnel_port: int = option(9933, "port of every host's tunnel_agent (on the host's address)")
     exporter_listen: Listen = option(Listen("127.0.0.1", 9925), "vm_exporter address")
     authd_listen: Listen = option(Listen("127.0.0.1", 9932), "authd address")
     discovery_listen: Listen = option(Listen("127.0.0.1", 9930), "discovery address")
@@ -81,8 +83,8 @@ class DemoConfig(ServiceConfig):
             raise ValueError("the demo burns real CPU per VM: keep hosts x vms-per-host <= 64")
         if self.refresh <= 0 or self.duration < 0:
             raise ValueError("--refresh must be > 0 and --duration >= 0")
-        if not 0 < self.agent_port < 65536:
-            raise ValueError("--agent-port must be 1-65535")
+        if not 0 < self.agent_port < 65536 or not 0 < self.tunnel_port < 65536:
+            raise ValueError("--agent-port and --tunnel-port must be 1-65535")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +134,37 @@ def rapl_agents(ctx: Context) -> list[Instance]:
                 ],  # fmt: skip
                 f"{base}/healthz",
                 [f"{base}/metrics", f"{base}/api/v1/vms"],
+            )
+        )
+    return out
+
+
+def tunnel_agents(ctx: Context) -> list[Instance]:
+    """One tunnel_agent per simulated host, on the host's address, sharing a token. The sim
+    runs no migrate shim, so they make no tunnel: they serve their addresses (geo asks them;
+    the simulated hosts all share this machine's), their sweep and their metrics."""
+    token = ctx.workdir / "tunnel.token"
+    if not token.exists():
+        token.write_text(secrets.token_urlsafe(32) + "\n")
+        token.chmod(0o600)
+    port = ctx.config.tunnel_port
+    out = []
+    for host in ctx.hosts:
+        base = f"http://{host['hostname']}:{port}"
+        out.append(
+            Instance(
+                f"tunnel_agent {host['host']}",
+                _module("tunnel_agent")
+                + [
+                    "--listen",
+                    f"{host['hostname']}:{port}",
+                    "--token-file",
+                    str(token),
+                    "--peer-port",
+                    str(port),
+                ],  # fmt: skip
+                f"{base}/healthz",
+                [f"{base}/v1/tunnels", f"{base}/v1/addresses"],
             )
         )
     return out
@@ -205,6 +238,17 @@ def prometheus_config(ctx: Context) -> Path:
         ("one_cognit_geo", c.geo_listen),
     ):
         lines += [f"  - job_name: {job}", "    static_configs:", f'      - targets: ["{listen}"]']
+    # The hosts' tunnel agents, as deploy/prometheus/tunnel_agent.yml scrapes them.
+    lines += [
+        "  - job_name: one_cognit_tunnel_agent",
+        "    file_sd_configs:",
+        f'      - files: ["{ctx.workdir / "sd" / "scaphandre.json"}"]',
+        "    relabel_configs:",
+        "      - source_labels: [__address__]",
+        '        regex: "(.+):[0-9]+"',
+        f'        replacement: "${{1}}:{c.tunnel_port}"',
+        "        target_label: __address__",
+    ]
     config.write_text("\n".join(lines) + "\n")
     return config
 
@@ -266,6 +310,8 @@ def geo(ctx: Context) -> list[Instance]:
                 str(ctx.one_auth),
                 "--reconcile-interval",
                 "30",
+                "--agent-port",
+                str(ctx.config.tunnel_port),
             ],  # fmt: skip
             f"{base}/healthz",
             [f"{base}/v1/hosts", f"{base}/v1/lookup?ip=193.0.6.139"],
@@ -324,6 +370,7 @@ class DemoService:
 # The demo starts, in this order, every service here that is available.
 SERVICES: tuple[DemoService, ...] = (
     DemoService("rapl_agent", rapl_agents),
+    DemoService("tunnel_agent", tunnel_agents),
     DemoService("vm_exporter", vm_exporter),
     DemoService("authd", authd),
     # Before discovery, whose first write of prometheus.yml then reloads a running Prometheus.

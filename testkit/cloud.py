@@ -190,6 +190,30 @@ class Cloud:
         )
         return url
 
+    def start_tunnel_agents(self) -> int:
+        """one-tunnel-agent on every host's address (no tunnel is made: its addresses, its
+        sweep and its metrics), sharing a token; the port they listen on."""
+        token = self.tmp / "tunnel.token"
+        token.write_text("demo-token-of-the-simulated-cloud\n")
+        token.chmod(0o600)
+        port = port_free_on(list(self.hosts.values()))
+        for addr in self.hosts.values():
+            self._start(
+                [
+                    sys.executable,
+                    "-m",
+                    "services.tunnel_agent",
+                    "--listen",
+                    f"{addr}:{port}",
+                    "--token-file",
+                    str(token),
+                    "--peer-port",
+                    str(port),
+                ],  # fmt: skip
+                f"http://{addr}:{port}/healthz",
+            )
+        return port
+
     def stop_agent(self, host: str) -> None:
         self.agents[host].stop()
 

@@ -47,3 +47,13 @@ def test_a_broken_rule_is_caught(tmp_path):
     broken = tmp_path / "broken.yml"
     broken.write_text(RULES.read_text().replace("== 0", "=== 0", 1))
     assert run(["promtool", "check", "rules", str(broken)]).returncode != 0
+
+
+def test_scrape_snippets_pass_promtool(tmp_path):
+    """deploy/prometheus's job snippets are valid under `scrape_configs:`."""
+    for name in ("tunnel_agent.yml", "shards.yml", "vm_exporter.yml"):
+        jobs = yaml.safe_load((ROOT / "deploy" / "prometheus" / name).read_text())
+        config = tmp_path / f"{name}.prometheus.yml"
+        config.write_text(yaml.safe_dump({"scrape_configs": jobs}))
+        result = run(["promtool", "check", "config", str(config)])
+        assert result.returncode == 0, (name, result.stdout + result.stderr)

@@ -49,7 +49,7 @@ def test_demo_runs_the_stack_and_stops_everything_on_sigint(tmp_path):
         "--exporter-listen", f"127.0.0.1:{ports[2]}", "--authd-listen", f"127.0.0.1:{ports[3]}",
         "--geo-listen", f"127.0.0.1:{ports[4]}",
         "--discovery-listen", f"127.0.0.1:{ports[5]}",
-        "--prometheus-listen", f"127.0.0.1:{ports[6]}",
+        "--prometheus-listen", f"127.0.0.1:{ports[6]}", "--tunnel-port", str(free_port()),
         "--host-ip-base", base, "--agent-port", str(free_port()), "--refresh", "1",
         "--hosts", "2", "--vms-per-host", "2",
     ]  # fmt: skip
@@ -94,6 +94,21 @@ def test_demo_runs_the_stack_and_stops_everything_on_sigint(tmp_path):
                 ),
                 timeout=60,
                 what="Prometheus scraping both hosts' agents",
+            )
+            wait_for(
+                lambda: (
+                    len(
+                        [
+                            t
+                            for t in get_json(f"{prom}/api/v1/targets")[1]["data"]["activeTargets"]
+                            if t["labels"]["job"] == "one_cognit_tunnel_agent"
+                            and t["health"] == "up"
+                        ]
+                    )
+                    == 2
+                ),
+                timeout=60,
+                what="Prometheus scraping both hosts' tunnel agents",
             )
             groups = get_json(f"{prom}/api/v1/rules")[1]["data"]["groups"]
             assert "one-cognit-records" in {g["name"] for g in groups}
@@ -149,6 +164,8 @@ def test_demo_duration_flag_and_bad_flags(tmp_path):
             f"127.0.0.1:{free_port()}",
             "--prometheus-listen",
             f"127.0.0.1:{free_port()}",
+            "--tunnel-port",
+            str(free_port()),
             "--host-ip-base",
             f"127.0.{random.randint(100, 250)}.1",
             "--agent-port",
