@@ -9,10 +9,15 @@ One run measures:
    `one_cognit_vm_exporter_refresh_duration_seconds`), scrape latency (GET /metrics from here,
    during and between refreshes) and RSS (VmHWM, the peak);
 3. the seed's per-VM algorithm (`bench/seed_collector.py`) and the exporter on one 500-VM
-   cloud (25 hosts at 127.0.20.x), with the ratio.
+   cloud (25 hosts at 127.0.20.x), with the ratio;
+4. hostile-sized agents (issue 14): 8 hosts at 127.0.30.x each answering every refresh with
+   the largest reply the limits allow (16 MiB of VM entries, or of Scaphandre lines whose
+   labels are escape-dense and at the label limit), while /metrics is scraped every 20 ms;
+   then SIGTERM in the middle of it.
 The agents are one light process serving each host's realistic `/api/v1/vms` JSON and a
 Scaphandre-format `/metrics` page on every host address (500 real rapl_agents do not fit on
-2 cores). Targets: refresh < 3 s, scrape p95 < 300 ms, RSS < 300 MB, >= 50x the seed.
+2 cores). Targets: refresh < 3 s, scrape p95 < 300 ms, RSS < 300 MB, >= 50x the seed; with
+the largest replies scrape p99 < 100 ms and SIGTERM exits 0 within 5 s.
 Run: `.venv/bin/python -m bench.bench_vm_exporter` (exit 1 when a target is missed).
 """
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -34,6 +40,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from testkit import Service, free_port  # noqa: E402
+from testkit.agent_replies import (  # noqa: E402
+    largest_agent_json,
+    largest_scaphandre_page,
+    scaphandre_page,
+)
 
 HOSTS, VMS_PER_HOST = 500, 20
 SEED_HOSTS = 25  # x 20 = 500 VMs
@@ -48,83 +59,6 @@ AUTH = "oneadmin:opennebula"
 
 
 # -- the light agents ---------------------------------------------------------------------------
-
-
-def _qemu_cmdline(vm_id: int) -> str:
-    """A libvirt QEMU argv as Scaphandre prints it: joined with no separator."""
-    args = [
-        "/usr/bin/qemu-system-x86_64",
-        "-name",
-        f"guest=one-{vm_id},debug-threads=on",
-        "-S",
-        "-object",
-        f"secret,id=masterKey0,format=raw,file=/var/lib/libvirt/qemu/domain-{vm_id}-one-{vm_id}/"
-        "master-key.aes",
-        "-machine",
-        "pc-q35-6.2,usb=off,dump-guest-core=off,memory-backend=pc.ram",
-        "-accel",
-        "kvm",
-        "-cpu",
-        "host,migratable=on",
-        "-m",
-        "1024",
-        "-smp",
-        "1,sockets=1,cores=1,threads=1",
-        "-uuid",
-        f"2c4f0b7e-5a67-4a8e-9b0d-{vm_id:012d}",
-        "-no-user-config",
-        "-nodefaults",
-        "-chardev",
-        "socket,id=charmonitor,fd=33,server=on,wait=off",
-        "-mon",
-        "chardev=charmonitor,id=monitor,mode=control",
-        "-rtc",
-        "base=utc",
-        "-no-shutdown",
-        "-boot",
-        "strict=on",
-    ]
-    return "".join(args)
-
-
-def _scaphandre_page(vm_ids: list[int], host_uw: int, vm_uw: dict[int, int]) -> str:
-    """A Scaphandre 1.0 --qemu page: host families, 30 system processes, each VM + helper."""
-    out = [
-        "# HELP scaph_host_power_microwatts Power measurement on the whole host, in microwatts",
-        "# TYPE scaph_host_power_microwatts gauge",
-        f'scaph_host_power_microwatts{{value_source="powercap_rapl_pkg"}} {host_uw}',
-    ]
-    procs = [
-        (100 + i, f"daemon{i}", f"/usr/sbin/daemon{i}--config/etc/d{i}.conf", 1000 + i)
-        for i in range(30)
-    ]
-    for vm_id in vm_ids:
-        procs.append((10_000 + vm_id, "qemu-system-x86", _qemu_cmdline(vm_id), vm_uw[vm_id]))
-        procs.append((20_000 + vm_id, f"vhost-{10_000 + vm_id}", "", vm_uw[vm_id] // 50))
-    families = [
-        (
-            "scaph_process_power_consumption_microwatts",
-            "Power consumption due to the process, measured on at the topology level, "
-            "in microwatts",
-        ),
-        (
-            "scaph_process_cpu_usage_percentage",
-            "CPU time consumed by the process, as a percentage of the capacity of all the "
-            "CPU Cores",
-        ),
-        ("scaph_process_memory_bytes", "Physical RAM usage by the process, in bytes"),
-        ("scaph_process_memory_virtual_bytes", "Virtual RAM usage by the process, in bytes"),
-    ]
-    for name, doc in families:
-        out += [f"# HELP {name} {doc}", f"# TYPE {name} gauge"]
-    for pid, exe, cmdline, uw in procs:
-        vmname = re.search(r"guest=(one-\d+),", cmdline)
-        extra = f',vmname="{vmname.group(1)}"' if vmname else ""
-        labels = f'pid="{pid}",exe="{exe}",cmdline="{cmdline}"{extra}'
-        for name, _ in families:
-            value = uw if name == families[0][0] else 1843200
-            out.append(f"{name}{{{labels}}} {value}")
-    return "\n".join(out) + "\n"
 
 
 def serve_agents(spec_path: Path, port: int) -> None:
@@ -162,7 +96,7 @@ def serve_agents(spec_path: Path, port: int) -> None:
     async def metrics(request: web.Request) -> web.Response:
         address = request.transport.get_extra_info("sockname")[0]
         ids = hosts.get(address, [])
-        page = _scaphandre_page(ids, 40_000_000 + sum(vm_uw[v] for v in ids), vm_uw)
+        page = scaphandre_page(ids, 40_000_000 + sum(vm_uw[v] for v in ids), vm_uw)
         return web.Response(text=page, content_type="text/plain")
 
     async def main() -> None:
@@ -173,6 +107,49 @@ def serve_agents(spec_path: Path, port: int) -> None:
         await runner.setup()
         for address in hosts:
             await web.TCPSite(runner, address, port, backlog=512).start()
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def serve_largest(spec_path: Path, port: int) -> None:
+    """Serve the largest replies the exporter's limits allow: on each host address of
+    `spec_path` ({address: ["json"|"scaphandre", first vm id]}), the same 16 MiB reply to every
+    request, built once (our agent's JSON, or a Scaphandre page of escape-dense labels)."""
+    import asyncio
+
+    from aiohttp import web
+
+    from services.vm_exporter.config import MAX_AGENT_REPLY
+    from services.vm_exporter.scaphandre import MAX_LABEL_VALUE, MAX_LINE
+
+    hosts: dict[str, list] = json.loads(spec_path.read_text())
+    size = MAX_AGENT_REPLY - 4096
+    bodies = {
+        address: (
+            largest_agent_json(size, first)
+            if kind == "json"
+            else largest_scaphandre_page(size, MAX_LINE, MAX_LABEL_VALUE, first)
+        )
+        for address, (kind, first) in hosts.items()
+    }
+
+    async def reply(request: web.Request) -> web.Response:
+        address = request.transport.get_extra_info("sockname")[0]
+        kind = hosts[address][0]
+        if (kind == "json") != (request.path == "/api/v1/vms"):
+            return web.Response(status=404)
+        return web.Response(body=bodies[address], content_type="text/plain")
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/api/v1/vms", reply)
+        app.router.add_get("/metrics", reply)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        for address in hosts:
+            await web.TCPSite(runner, address, port).start()
         print("ready", flush=True)
         await asyncio.Event().wait()
 
@@ -231,7 +208,9 @@ def _start_agents(tmp: Path, name: str, hosts: dict[str, list[int]]) -> tuple[Se
     return agents, port
 
 
-def _start_exporter(tmp: Path, rpc: str, agent_port: int, interval: float) -> tuple[Service, str]:
+def _start_exporter(
+    tmp: Path, rpc: str, agent_port: int, interval: float, agent_timeout: float = 2.0
+) -> tuple[Service, str]:
     auth = tmp / "one_auth"
     auth.write_text(AUTH + "\n")
     port = free_port()
@@ -250,6 +229,8 @@ def _start_exporter(tmp: Path, rpc: str, agent_port: int, interval: float) -> tu
             str(agent_port),
             "--refresh-interval",
             str(interval),
+            "--agent-timeout",
+            str(agent_timeout),
             "--log-level",
             "warning",
         ]
@@ -455,15 +436,97 @@ def measure_scale(tmp: Path) -> dict:
     return {"parsers": parsers, "calls": calls, **watched}
 
 
+LARGEST_HOSTS = 8  # each sends a 16 MiB reply per refresh: 128 MiB to parse per refresh
+TARGET_LARGEST_P99_S = 0.100
+TARGET_EXIT_S = 5.0
+
+
+def measure_largest(tmp: Path) -> dict:
+    """Scrape latency while every host sends the largest reply the limits allow, and how long
+    SIGTERM then takes to stop the exporter."""
+    hosts = {
+        f"127.0.30.{i + 1}": ["json" if i % 2 else "scaphandre", 3_000_000 + i * 200_000]
+        for i in range(LARGEST_HOSTS)
+    }
+    fleet = {
+        "hosts": [{"name": f"big{i}", "hostname": a} for i, a in enumerate(hosts)],
+        "vms": [
+            {"id": first, "name": f"vm-{first}", "host": f"big{i}", "cpu_fraction": 0.0}
+            for i, (_, first) in enumerate(hosts.values())
+        ],
+    }
+    (tmp / "largest_fleet.json").write_text(json.dumps(fleet))
+    spec = tmp / "largest.json"
+    spec.write_text(json.dumps(hosts))
+    port = free_port()
+    started: list[Service] = []
+    try:
+        sim, rpc, _ = _start_sim(["--fleet", str(tmp / "largest_fleet.json")])
+        started.append(sim)
+        agents = Service(
+            [
+                sys.executable,
+                "-m",
+                "bench.bench_vm_exporter",
+                "--serve-largest",
+                str(spec),
+                str(port),
+            ]
+        )
+        started.append(agents)
+        deadline = time.monotonic() + 120
+        while "ready" not in agents.output()[0]:
+            if agents.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"agents did not start: {agents.output()[1][-2000:]}")
+            time.sleep(0.1)
+        exporter, base = _start_exporter(tmp, rpc, port, interval=1.0, agent_timeout=60.0)
+        started.append(exporter)
+        _wait_first_refresh(base, timeout=180)
+        first = _health(base)
+        scrapes: list[float] = []
+        until = time.monotonic() + 20
+        while time.monotonic() < until:
+            scrapes.append(_scrape(base + "/metrics")[0])
+            time.sleep(0.02)
+        health = _health(base)
+        # SIGTERM while replies are being parsed (a refresh starts every second).
+        t0 = time.monotonic()
+        exporter.proc.send_signal(signal.SIGTERM)
+        try:
+            code = exporter.proc.wait(30)
+        except Exception:
+            code = None
+        exit_s = time.monotonic() - t0
+    finally:
+        for service in reversed(started):
+            service.close()
+    return {
+        "scrapes": sorted(scrapes),
+        "refreshes": health.get("refreshes_ok", 0) - first.get("refreshes_ok", 0),
+        "refresh_s": health.get("refresh_duration_s"),
+        "up": health.get("power_sources_down") == 0,
+        "exit_code": code,
+        "exit_s": exit_s,
+    }
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--serve-agents"]:
         serve_agents(Path(argv[1]), int(argv[2]))
+        return 0
+    if argv[:1] == ["--serve-largest"]:
+        serve_largest(Path(argv[1]), int(argv[2]))
         return 0
     os.chdir(ROOT)
     with tempfile.TemporaryDirectory(prefix="bench-vm-exporter-") as tmp_name:
         tmp = Path(tmp_name)
         scale = measure_scale(tmp)
         seed = measure_seed(tmp)
+        largest = measure_largest(tmp)
     p = scale["parsers"]
     durations = sorted(scale["durations"])
     scrapes = sorted(scale["scrapes"])
@@ -508,7 +571,27 @@ def main(argv: list[str]) -> int:
         f"{seed['ratio']:.0f}x the seed (target >= {TARGET_RATIO:.0f}x); "
         f"per VM vs the 10,000-VM refresh: {per_vm_ratio:.0f}x"
     )
+    big = largest["scrapes"]
+    big_p99 = _percentile(big, 0.99)
+    print(
+        f"largest replies: {LARGEST_HOSTS} hosts each sending 16 MiB (JSON and escape-dense "
+        f"Scaphandre pages), {largest['refreshes']} refreshes in 20 s "
+        f"(last {largest['refresh_s']} s, every source up: {largest['up']}):"
+    )
+    print(
+        f"  scrape ({len(big)} scrapes every 20 ms): p50 {statistics.median(big) * 1000:.0f} ms, "
+        f"p99 {big_p99 * 1000:.0f} ms, max {big[-1] * 1000:.0f} ms "
+        f"(target p99 < {TARGET_LARGEST_P99_S * 1000:.0f} ms)"
+    )
+    print(
+        f"  SIGTERM during a refresh: exit {largest['exit_code']} after {largest['exit_s']:.2f} s "
+        f"(target 0 within {TARGET_EXIT_S:.0f} s)"
+    )
     missed = []
+    if big_p99 >= TARGET_LARGEST_P99_S or not largest["up"]:
+        missed.append("largest replies scrape")
+    if largest["exit_code"] != 0 or largest["exit_s"] >= TARGET_EXIT_S:
+        missed.append("SIGTERM")
     if refresh >= TARGET_REFRESH_S:
         missed.append("refresh")
     if p95 >= TARGET_SCRAPE_S:

@@ -129,10 +129,10 @@ class Simulator:
             self.cloud, self.api, self.hooks, self.hypervisors, self.after_change
         )
         for app, listen in ((rpc_app, config.listen), (control_app, config.control_listen)):
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
             await runner.setup()
             self._runners.append(runner)
-            site = web.TCPSite(runner, listen.host, listen.port, shutdown_timeout=2.0)
+            site = web.TCPSite(runner, listen.host, listen.port)
             try:
                 await site.start()
             except OSError as exc:

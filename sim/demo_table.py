@@ -1,7 +1,8 @@
 """The demo's live table: per-VM power and energy joined from what the services report.
 
 Pure functions: inputs are the simulator's VM list, the agents' `/api/v1/vms` payloads or the
-exporter's `/metrics` text; output is the text the terminal shows. Power follows SPEC 6: a VM
+exporter's `/metrics` text; output is the text the terminal shows (grams of CO2e only from the
+exporter, which knows where each host is). Power follows SPEC 6: a VM
 that is not running draws 0 W, a running VM whose host's agent did not answer is unknown (not
 zero), a running VM its agent does not list draws 0 W.
 """
@@ -23,6 +24,7 @@ class Reading:
 
     power_w: float | None
     energy_j: float
+    carbon_g: float | None = None  # vm_exporter's CO2e counter (the agents know no carbon)
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class VmRow:
     state: str
     power: str
     energy: str
+    carbon: str = "-"
 
 
 def vm_state_label(vm: Mapping[str, Any]) -> str:
@@ -64,6 +67,7 @@ def readings_from_exporter(text: str) -> dict[int, Reading]:
     """Per VM id, from vm_exporter's `/metrics` (power in uW, energy counter in J)."""
     power: dict[int, float] = {}
     energy: dict[int, float] = {}
+    carbon: dict[int, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             vm_id = sample.labels.get("one_vm_id")
@@ -73,8 +77,10 @@ def readings_from_exporter(text: str) -> dict[int, Reading]:
                 power[int(vm_id)] = sample.value / 1e6
             elif sample.name == "opennebula_vm_energy_joules_total":
                 energy[int(vm_id)] = sample.value
+            elif sample.name == "opennebula_vm_carbon_grams_total":
+                carbon[int(vm_id)] = sample.value
     return {
-        vm_id: Reading(power.get(vm_id), energy.get(vm_id, 0.0))
+        vm_id: Reading(power.get(vm_id), energy.get(vm_id, 0.0), carbon.get(vm_id))
         for vm_id in sorted(set(power) | set(energy))
     }
 
@@ -97,10 +103,12 @@ def vm_rows(
         host = vm.get("host") or "-"
         power: float | None
         energy: float | None
+        carbon: float | None = None
         if exporter is not None:
             reading = exporter.get(vm["id"])
             power = reading.power_w if reading else (0.0 if not running else None)
             energy = reading.energy_j if reading else None
+            carbon = reading.carbon_g if reading else None
         else:
             answered = (agents or {}).get(host) if running else None
             if not running:
@@ -119,6 +127,7 @@ def vm_rows(
                 vm_state_label(vm),
                 _fmt(power, 2),
                 "-" if energy is None else _fmt(energy, 1),
+                "-" if carbon is None else _fmt(carbon, 4),
             )
         )
     return rows
@@ -135,13 +144,13 @@ def render(
     widths = (4, max([4, *(len(r.name) for r in rows)]), max([4, *(len(r.host) for r in rows)]))
     title = (
         f"{'VM':>{widths[0]}}  {'NAME':<{widths[1]}}  {'HOST':<{widths[2]}}  "
-        f"{'STATE':<17}  {'POWER W':>8}  {'ENERGY J':>10}"
+        f"{'STATE':<17}  {'POWER W':>8}  {'ENERGY J':>10}  {'CO2e g':>9}"
     )
     lines += [title, "-" * len(title)]
     for r in rows:
         lines.append(
             f"{r.id:>{widths[0]}}  {r.name:<{widths[1]}}  {r.host:<{widths[2]}}  "
-            f"{r.state:<17}  {r.power:>8}  {r.energy:>10}"
+            f"{r.state:<17}  {r.power:>8}  {r.energy:>10}  {r.carbon:>9}"
         )
     lines.append("")
     for h in hosts:

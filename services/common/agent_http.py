@@ -7,7 +7,10 @@ path, and a reply must not grow past a limit in memory.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
+from collections.abc import AsyncIterator
 
 import aiohttp
 
@@ -17,6 +20,39 @@ _NOT_IN_HOST = frozenset("/?#@[]\\% ")
 
 class ReplyTooLarge(ValueError):
     """A reply passed the size limit; it was cut off there."""
+
+
+class AgentError(Exception):
+    """A host's agent gave no usable answer; `reason` is a short label value for metrics."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@contextlib.asynccontextmanager
+async def asking(hostname: str, base: str, timeout: float) -> AsyncIterator[None]:
+    """One exchange with a host's agent within `timeout`; every failure as an AgentError.
+
+    Checks `hostname` first: a typo in a template must cost that host only, never reach
+    another host or path, and never fail the caller's whole cycle.
+    """
+    try:
+        check_host(hostname)
+        async with asyncio.timeout(timeout):
+            yield
+    except TimeoutError:
+        raise AgentError("timeout", f"{base}: no answer in {timeout:g}s") from None
+    except ReplyTooLarge as exc:
+        raise AgentError("too_large", f"{base}: {exc}") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise AgentError("unreachable", f"{base}: {str(exc)[:200]}") from None
+    except ValueError as exc:
+        # check_host, or the resolver's IDNA encoding ("..", a label over 63 characters).
+        raise AgentError(
+            "bad_address", f"host name {hostname[:100]!r} is not a usable address: {exc}"
+        ) from None
 
 
 def check_host(address: str) -> None:

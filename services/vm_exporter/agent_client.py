@@ -1,116 +1,130 @@
 """Host power source adapter: our agent's `/api/v1/vms`, else Scaphandre's `/metrics`.
 
-One host, one deadline: both requests of a host (the 404 fallback included) fit in
-`--agent-timeout`. A reply over 16 MiB is cut off as soon as it passes the limit.
+One host, one deadline: both requests of a host (the 404 fallback included), and the parsing
+of the reply as it streams in, fit in `--agent-timeout`. A reply over 16 MiB is cut off as
+soon as it passes the limit; a reply that breaks its format is dropped at the first bad line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+from collections import deque
+from typing import Protocol
 
 import aiohttp
 
+from services.common.agent_http import AgentError, asking, base_url
+
+from .agent_vms import AgentVmsReader
 from .join import Target
-from .readings import HostReading, parse_agent_vms
-from .scaphandre import parse_scaphandre
+from .readings import HostReading
+from .scaphandre import ScaphandreReader
 
 VMS_PATH = "/api/v1/vms"
 METRICS_PATH = "/metrics"
+# Bytes parsed between two yields to the event loop (a few ms of parsing at most).
+CHUNK = 64 * 1024
 # ReadingError (a ValueError), or whatever else a parser trips on in a hostile reply: that
 # host is down, the refresh goes on.
 _UNPARSABLE = (ValueError, ArithmeticError, RecursionError)
-# Characters that would end a URL's host part (or are never in one): not a host name.
-_NOT_IN_HOST = frozenset("/?#@[]\\% ")
 
 
-class AgentError(Exception):
-    """A host's power source gave no usable answer; `reason` is a short label value."""
+class Turns:
+    """The hosts' parsing steps take turns: at most one chunk is parsed per event-loop turn.
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+    Each reply is parsed one chunk at a time, but with every host yielding after each chunk a
+    loop turn would still run one chunk of every host being read (8 hosts x 3 ms), and a
+    scrape needs a few turns. Taken in turns, a loop turn costs one chunk however many hosts
+    send large replies at once, and the hosts are served round-robin.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._scheduled = False
+
+    async def take(self) -> None:
+        """Wait for this task's turn to parse one chunk."""
+        loop = asyncio.get_running_loop()
+        turn = loop.create_future()
+        self._waiting.append(turn)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._give)
+        await turn
+
+    def _give(self) -> None:
+        self._scheduled = False
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():  # a host that timed out while waiting gave its turn up
+                turn.set_result(None)
+                break
+        if self._waiting:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._give)
 
 
-def base_url(address: str, port: int) -> str:
-    """`http://host:port` for a host name, an IPv4 or an IPv6 address."""
-    host = f"[{address}]" if ":" in address and not address.startswith("[") else address
-    return f"http://{host}:{port}"
+class _Reader(Protocol):
+    def feed(self, data: bytes) -> None: ...
+    def close(self) -> HostReading: ...
 
 
-async def _read_limited(resp: aiohttp.ClientResponse, limit: int, url: str) -> bytes:
+async def _read_into(
+    resp: aiohttp.ClientResponse, reader: _Reader, limit: int, url: str, turns: Turns | None
+) -> HostReading:
+    """Stream the body into `reader`, one chunk at a time, giving the loop back before each."""
     if resp.content_length is not None and resp.content_length > limit:
         raise AgentError("too_large", f"{url}: reply of {resp.content_length} bytes, over {limit}")
-    parts, size = [], 0
-    async for chunk in resp.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > limit:
-            raise AgentError("too_large", f"{url}: reply is over {limit} bytes")
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-async def _get(session: aiohttp.ClientSession, url: str, limit: int) -> tuple[int, bytes]:
-    async with session.get(url, allow_redirects=False) as resp:
-        if resp.status != 200:
-            return resp.status, b""
-        return 200, await _read_limited(resp, limit, url)
+    size = 0
+    try:
+        async for chunk in resp.content.iter_chunked(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise AgentError("too_large", f"{url}: reply is over {limit} bytes")
+            # Buffered chunks come back without a pause: yield, so that scrapes and the other
+            # hosts' replies go on while a 16 MiB one is parsed.
+            if turns is None:
+                await asyncio.sleep(0)
+            else:
+                await turns.take()
+            reader.feed(chunk)
+        return reader.close()
+    except _UNPARSABLE as exc:
+        raise AgentError("bad_reply", f"{url}: {exc}") from None
 
 
 async def _fetch(
-    session: aiohttp.ClientSession, target: Target, port: int, limit: int
+    session: aiohttp.ClientSession, target: Target, port: int, limit: int, turns: Turns | None
 ) -> HostReading:
     base = base_url(target.address, port)
-    status, body = await _get(session, base + VMS_PATH, limit)
-    if status == 200:
-        try:
-            return parse_agent_vms(body)
-        except _UNPARSABLE as exc:
-            raise AgentError("bad_reply", f"{base}{VMS_PATH}: {exc}") from None
-    if status != 404:
-        raise AgentError("http_status", f"{base}{VMS_PATH}: HTTP {status}")
+    async with session.get(base + VMS_PATH, allow_redirects=False) as resp:
+        if resp.status == 200:
+            return await _read_into(resp, AgentVmsReader(), limit, base + VMS_PATH, turns)
+        if resp.status != 404:
+            raise AgentError("http_status", f"{base}{VMS_PATH}: HTTP {resp.status}")
     # Not our agent: a Scaphandre started with --qemu answers the same port.
-    status, body = await _get(session, base + METRICS_PATH, limit)
-    if status != 200:
-        raise AgentError(
-            "http_status", f"{base}{METRICS_PATH}: HTTP {status} (after a 404 on {VMS_PATH})"
-        )
-    try:
-        return parse_scaphandre(body.decode("utf-8", errors="replace"))
-    except _UNPARSABLE as exc:
-        raise AgentError("bad_reply", f"{base}{METRICS_PATH}: {exc}") from None
-
-
-def _check_address(address: str) -> None:
-    """ValueError when a host template's HOSTNAME/NAME cannot be a URL's host.
-
-    A typo there ("node1/x", "a b") must not send the request to another host or path.
-    """
-    host = address[1:-1] if address.startswith("[") and address.endswith("]") else address
-    if ":" in host:
-        ipaddress.IPv6Address(host)
-    elif not host or any(c in _NOT_IN_HOST or not c.isprintable() for c in host):
-        raise ValueError("not a host name or address")
+    async with session.get(base + METRICS_PATH, allow_redirects=False) as resp:
+        if resp.status != 200:
+            raise AgentError(
+                "http_status",
+                f"{base}{METRICS_PATH}: HTTP {resp.status} (after a 404 on {VMS_PATH})",
+            )
+        return await _read_into(resp, ScaphandreReader(), limit, base + METRICS_PATH, turns)
 
 
 async def fetch_host(
-    session: aiohttp.ClientSession, target: Target, port: int, *, timeout: float, limit: int
+    session: aiohttp.ClientSession,
+    target: Target,
+    port: int,
+    *,
+    timeout: float,
+    limit: int,
+    turns: Turns | None = None,
 ) -> HostReading:
-    """One host's reading within `timeout` seconds, or AgentError saying why not."""
-    try:
-        _check_address(target.address)
-        async with asyncio.timeout(timeout):
-            return await _fetch(session, target, port, limit)
-    except TimeoutError:
-        raise AgentError(
-            "timeout", f"{base_url(target.address, port)}: no answer in {timeout:g}s"
-        ) from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise AgentError("unreachable", f"{base_url(target.address, port)}: {exc}") from None
-    except ValueError as exc:
-        # The check above, or the resolver's IDNA encoding ("..", a label over 63 characters):
-        # one host's unusable name must cost that host only, never the refresh.
-        raise AgentError(
-            "bad_address", f"host name {target.address!r} is not a usable address: {exc}"
-        ) from None
+    """One host's reading within `timeout` seconds, or AgentError saying why not.
+
+    Hosts read at the same time share `turns`, so that together they parse one chunk per
+    event-loop turn.
+    """
+    async with asking(target.address, base_url(target.address, port), timeout):
+        return await _fetch(session, target, port, limit, turns)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -11,7 +9,10 @@ from aiohttp import web
 
 from services.common.app import HEALTH, PRODUCT_METRICS, REGISTRY, create_base_app
 from services.common.oned import Oned, read_one_auth
+from services.common.periodic import Periodic
 
+from .carbon import Grid
+from .carbon_sources import OperatorFile, load_grid
 from .collectors import ExporterCollector
 from .config import ExporterConfig
 from .refresh import Refresher, StateBox
@@ -22,32 +23,35 @@ REFRESHER = web.AppKey("refresher", Refresher)
 
 
 def _refreshing(
-    config: ExporterConfig, auth: str
+    config: ExporterConfig, auth: str, grid: Grid
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Cleanup context: the oned and agent sessions and the refresh task, for the app's life."""
+    """Cleanup context: the oned and agent sessions and the refresh cycles, for the app's life."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         # One connection pool per kind: the agents' is bounded by --agent-concurrency. oned
         # gets a fresh connection per call, as OpenNebula's own clients do: two calls per
         # refresh gain nothing from keep-alive, and a stale kept connection would fail a call.
-        oned_session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=4, force_close=True)
-        )
-        agents_session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=config.agent_concurrency, ttl_dns_cache=300, force_close=False
-            ),
-        )
-        oned = Oned(oned_session, config.one_xmlrpc, auth, timeout=config.one_timeout)
-        refresher = Refresher(config, oned, agents_session, app[BOX], app[HEALTH])
-        app[REFRESHER] = refresher
-        task = asyncio.create_task(refresher.run(), name="vm-exporter-refresh")
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await agents_session.close()
-        await oned_session.close()
+        async with (
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=4, force_close=True)
+            ) as oned_session,
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=config.agent_concurrency, ttl_dns_cache=300, force_close=False
+                ),
+            ) as agents_session,
+        ):
+            oned = Oned(oned_session, config.one_xmlrpc, auth, timeout=config.one_timeout)
+            operator = OperatorFile(config.carbon_data, grid, app[HEALTH])
+            refresher = Refresher(
+                config, oned, agents_session, app[BOX], app[HEALTH], grid, operator
+            )
+            app[REFRESHER] = refresher
+            periodic = Periodic(
+                "refresh", refresher.step, config.refresh_interval, health=app[HEALTH]
+            )
+            async with periodic:
+                yield
 
     return ctx
 
@@ -61,5 +65,5 @@ def create_app(config: ExporterConfig) -> web.Application:
     # The product text is rendered once per refresh; self metrics follow it.
     app[PRODUCT_METRICS] = lambda: box.state.text
     app[REGISTRY].register(ExporterCollector(lambda: box.state))
-    app.cleanup_ctx.append(_refreshing(config, auth))
+    app.cleanup_ctx.append(_refreshing(config, auth, load_grid()))
     return app

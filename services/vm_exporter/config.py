@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from services.common.config import Listen, ServiceConfig, option
 from services.common.oned import OneOptions
@@ -22,6 +23,12 @@ class ExporterConfig(ServiceConfig, OneOptions):
     refresh_interval: float = option(15.0, "seconds between two reads of oned and the agents")
     agent_timeout: float = option(2.0, "seconds a host's agent has to answer, per refresh")
     agent_concurrency: int = option(64, "hosts asked at the same time")
+    carbon_data: Path | None = option(
+        None,
+        "YAML file of the operator's grid intensities (gCO2e/kWh) per host and per country, "
+        "used before the country averages; re-read when it changes",
+        metavar="PATH",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

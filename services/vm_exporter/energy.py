@@ -1,4 +1,5 @@
-"""`opennebula_vm_energy_joules_total`: per-VM energy that never decreases (pure).
+"""`opennebula_vm_energy_joules_total` and `opennebula_host_energy_joules_total`: energy that
+never decreases (pure).
 
 The agent keeps a per-VM energy counter, but that counter belongs to one host and one agent
 run: a migration shows a different counter, an agent restart resets it. The exporter's total
@@ -11,7 +12,13 @@ is the sum of the deltas it saw, per source (host, kind), so neither resets nor 
   exporter just started, or its host was down until now) the value may predate the exporter:
   it only sets the baseline;
 - Scaphandre gives power only: the energy is power integrated over time (trapezoids), never
-  across a gap longer than `max_gap_s` (the power in between is unknown).
+  across a gap longer than `max_gap_s` (the power in between is unknown);
+- an increase no machine could draw (more than `MAX_POWER_UW` over the time since the VM was
+  last known, plus `SLACK_S` for the agents' own sampling) is not energy: it is not added, the
+  counter only sets the next baseline. With every reading bounded where it enters, no sum here
+  can overflow.
+A host's own counter (the agent's `host.energy_uj`, or Scaphandre's host power integrated)
+follows the same rules, with the host as its only source.
 Everything is in integer microjoules and microwatts; joules only at exposition.
 """
 
@@ -23,9 +30,12 @@ from collections.abc import Iterable, Mapping
 from services.common.oned import Vm
 
 from .join import Attribution
+from .readings import MAX_POWER_UW, HostReading
 
 # Sources remembered per VM (a VM that comes back to a host finds its old counter there).
 MAX_MARKS = 8
+# An agent's counter is read at its own sampling times, not at the refresh's.
+SLACK_S = 60.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -39,11 +49,12 @@ class Mark:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class VmEnergy:
-    """A VM's accumulated energy and the last mark of each source that reported it."""
+class EnergyTotal:
+    """A VM's or host's accumulated energy and the last mark of each source that reported it."""
 
     total_uj: int = 0
     marks: tuple[tuple[tuple[int, str], Mark], ...] = ()
+    known_at: float | None = None  # the last refresh at which its power was known
 
     def joules(self) -> float:
         return self.total_uj / 1_000_000
@@ -78,18 +89,29 @@ def _remember(marks: tuple, source: tuple[int, str], mark: Mark) -> tuple:
     return (*kept, (source, mark))[-MAX_MARKS:]
 
 
+def _apply(
+    state: EnergyTotal | None, source: tuple[int, str], cur: Mark, max_gap_s: float
+) -> EnergyTotal:
+    """`state` after one reading from `source` (None: first sight, a baseline)."""
+    base = state if state is not None else EnergyTotal()
+    added = _delta(base.mark(source), cur, state is not None, max_gap_s)
+    if base.known_at is not None and added > MAX_POWER_UW * (cur.at - base.known_at + SLACK_S):
+        added = 0  # no machine draws that: the counter is only the next baseline
+    return EnergyTotal(base.total_uj + added, _remember(base.marks, source, cur), cur.at)
+
+
 def advance(
-    ledger: Mapping[int, VmEnergy],
+    ledger: Mapping[int, EnergyTotal],
     vms: Iterable[Vm],
     attributions: Mapping[int, Attribution],
     now: float,
     max_gap_s: float,
-) -> dict[int, VmEnergy]:
-    """The ledger after one refresh; VMs that left the pool are dropped.
+) -> dict[int, EnergyTotal]:
+    """The VM ledger after one refresh; VMs that left the pool are dropped.
 
     A VM enters the ledger once its power is known; until then it has no energy series.
     """
-    out: dict[int, VmEnergy] = {}
+    out: dict[int, EnergyTotal] = {}
     for vm in vms:
         prev = ledger.get(vm.id)
         attribution = attributions.get(vm.id)
@@ -97,12 +119,35 @@ def advance(
             if prev is not None:
                 out[vm.id] = prev
             continue
-        state = prev if prev is not None else VmEnergy()
         reading, source = attribution.reading, attribution.source
         if reading is None or source is None:
-            out[vm.id] = state  # known to draw nothing this time
+            # Known to draw nothing this time.
+            out[vm.id] = dataclasses.replace(prev or EnergyTotal(), known_at=now)
             continue
         cur = Mark(now, reading.energy_uj, reading.power_uw, reading.pid)
-        added = _delta(state.mark(source), cur, prev is not None, max_gap_s)
-        out[vm.id] = VmEnergy(state.total_uj + added, _remember(state.marks, source, cur))
+        out[vm.id] = _apply(prev, source, cur, max_gap_s)
+    return out
+
+
+def advance_hosts(
+    ledger: Mapping[int, EnergyTotal],
+    host_ids: Iterable[int],
+    readings: Mapping[int, HostReading],
+    now: float,
+    max_gap_s: float,
+) -> dict[int, EnergyTotal]:
+    """The host ledger after one refresh: each host of the pool whose agent gave a figure.
+
+    A host enters once its agent answered with one; hosts that left the pool are dropped.
+    """
+    out: dict[int, EnergyTotal] = {}
+    for host_id in host_ids:
+        prev = ledger.get(host_id)
+        reading = readings.get(host_id)
+        if reading is None or (reading.host_energy_uj is None and reading.host_power_uw is None):
+            if prev is not None:
+                out[host_id] = prev
+            continue
+        cur = Mark(now, reading.host_energy_uj, reading.host_power_uw)
+        out[host_id] = _apply(prev, (host_id, reading.source), cur, max_gap_s)
     return out

@@ -7,12 +7,13 @@ serves the same bytes. `tests/vm_exporter/test_exposition.py` checks that the te
 the same samples as prometheus-client's own rendering of the same families.
 
 Names come from OpenNebula's exporter (`src/oneprometheus/opennebula-exporter`) and the COGNIT
-seed collector (SPEC section 6); the power and energy families are ours.
+seed collector (SPEC section 6); the power, energy and carbon families are ours.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Iterator
 
 from services.common.oned import Host, Vm
@@ -85,6 +86,13 @@ VM_ENERGY = Family(
     "Energy used by the VM while this exporter ran, from its host's power agent, in joules",
     lambda energy: energy.joules(),
 )
+VM_CARBON = Family(
+    "opennebula_vm_carbon_grams_total",
+    "counter",
+    "CO2e of the energy the VM used while this exporter ran, at the grid intensity of the host "
+    "where it used it, in grams",
+    lambda grams: grams,
+)
 HOST_FAMILIES: tuple[Family, ...] = (
     Family(
         "opennebula_host_state",
@@ -137,8 +145,41 @@ HOST_SOURCE_UP = Family(
     "1 when the host's power agent answered in the last refresh, 0 when it did not",
     lambda up: up,
 )
+HOST_ENERGY = Family(
+    "opennebula_host_energy_joules_total",
+    "counter",
+    "Energy used by the host while this exporter ran, from its power agent (asked while the "
+    "host runs VMs), in joules",
+    lambda energy: energy.joules(),
+)
+HOST_INTENSITY = Family(
+    "opennebula_host_carbon_intensity_gco2e_per_kwh",
+    "gauge",
+    "Carbon intensity of the host's electricity in gCO2e/kWh; where it comes from: "
+    "opennebula_host_carbon_intensity_info",
+    lambda intensity: intensity.gco2e_per_kwh,
+)
+HOST_INTENSITY_INFO = Family(
+    "opennebula_host_carbon_intensity_info",
+    "gauge",
+    "Source of the host's carbon intensity (template, data_file, country or world), the "
+    "host's country and the year of the figure",
+    lambda _: 1,
+)
+HOST_CARBON = Family(
+    "opennebula_host_carbon_grams_total",
+    "counter",
+    "CO2e of the energy the host used while this exporter ran, at its grid intensity, in grams",
+    lambda grams: grams,
+)
 VM_TOTAL_HELP = "Total number of VMs defined in OpenNebula"
 HOST_TOTAL_HELP = "Total number of hosts defined in OpenNebula"
+
+
+# Prometheus reads a sample value as a float64: an integer past this (oned writes numbers as
+# text, so a template can hold a 400-digit MEMORY) would fail the whole scrape, every series
+# with it. Such a value is left out, as a value that is not a number is.
+_MAX_INT = int(sys.float_info.max)
 
 
 def _series(family: Family, pairs: Iterator[tuple[str, object]]) -> Iterator[str]:
@@ -146,8 +187,9 @@ def _series(family: Family, pairs: Iterator[tuple[str, object]]) -> Iterator[str
     get, name = family.value, family.name
     for labels, item in pairs:
         value = get(item)
-        if value is not None:
-            yield f"{name}{labels} {number(value)}\n"
+        if value is None or (isinstance(value, int) and not -_MAX_INT <= value <= _MAX_INT):
+            continue
+        yield f"{name}{labels} {number(value)}\n"
 
 
 def _vm_parts(snap: Snapshot) -> Iterator[str]:
@@ -178,6 +220,12 @@ def _vm_parts(snap: Snapshot) -> Iterator[str]:
         VM_ENERGY,
         ((b, energy[vm.id]) for b, vm in zip(blocks, vms, strict=True) if vm.id in energy),
     )
+    carbon = snap.vm_carbon_g
+    yield header(VM_CARBON.name, VM_CARBON.type, VM_CARBON.help)
+    yield from _series(
+        VM_CARBON,
+        ((b, carbon[vm.id]) for b, vm in zip(blocks, vms, strict=True) if vm.id in carbon),
+    )
 
 
 def _host_parts(snap: Snapshot) -> Iterator[str]:
@@ -191,9 +239,26 @@ def _host_parts(snap: Snapshot) -> Iterator[str]:
     for family, values in (
         (HOST_POWER, snap.host_power_uw),
         (HOST_SOURCE_UP, snap.host_source_up),
+        (HOST_ENERGY, snap.host_energy),
+        (HOST_INTENSITY, snap.intensity),
+        (HOST_CARBON, snap.host_carbon_g),
     ):
         yield header(family.name, family.type, family.help)
         yield from _series(family, ((f'{{one_host_id="{i}"}}', values[i]) for i in sorted(values)))
+    intensity = snap.intensity
+    yield header(HOST_INTENSITY_INFO.name, HOST_INTENSITY_INFO.type, HOST_INTENSITY_INFO.help)
+    yield from _series(
+        HOST_INTENSITY_INFO,
+        (
+            (
+                f'{{one_host_id="{i}",source="{intensity[i].source}",'
+                f'country="{escape_label(intensity[i].country)}",'
+                f'year="{escape_label(intensity[i].year)}"}}',
+                intensity[i],
+            )
+            for i in sorted(intensity)
+        ),
+    )
 
 
 def render(snap: Snapshot | None) -> bytes:

@@ -1,26 +1,30 @@
-"""What a host's power source said, and the reader of our agent's `/api/v1/vms` JSON (pure).
+"""What a host's power source said, checked for plausibility where it enters (pure).
 
-SPEC section 5 fixes the agent's reply: `{"timestamp", "host": {"power_uw", "energy_uj"},
-"vms": [{"name", "one_vm_id", "pid", "helper_pids", "power_uw", "energy_uj"}]}`, with
-`power_uw` null until the agent has two samples. A reply that breaks that shape anywhere is
-rejected whole: the host is then reported down (unknown), never as zeros.
+Both readers (`agent_vms.py` for our agent's JSON, `scaphandre.py` for a Scaphandre page)
+hand every value to a `ReadingBuilder`, which refuses what no machine can draw: a host or VM
+over `MAX_POWER_UW`, an energy counter over `MAX_ENERGY_UJ`, NaN, infinities, negatives. A
+refused value is a `ReadingError`, which makes that host's reply a `bad_reply`: the host is
+reported down (unknown), never as zeros, and no other host is affected. With every value
+bounded, the sums, the energy integration and the rendered text cannot overflow.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from collections.abc import Mapping
-from types import MappingProxyType
-from typing import Any
+from collections.abc import Iterator, Mapping
 
 AGENT = "agent"
 SCAPHANDRE = "scaphandre"
 
+# 100 kW: more than any server draws (a full 42U rack is 10-40 kW), so more than any VM.
+MAX_POWER_UW = 100_000 * 1_000_000
+# 100 kW for 20 years: more than any counter that started on a running host can hold.
+MAX_ENERGY_UJ = MAX_POWER_UW * 20 * 366 * 86_400
+
 
 class ReadingError(ValueError):
-    """A power source answered something that is not its documented format."""
+    """A power source answered something that is not its documented format, or implausible."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,6 +37,32 @@ class VmReading:
     pid: int | None = None
 
 
+class VmReadings(Mapping[int, VmReading]):
+    """A host's VMs by OpenNebula id, kept as plain tuples until one is looked up.
+
+    A legal 16 MiB reply lists ~120,000 VMs, nearly all of them unknown to oned; as objects
+    they would be tracked by the cyclic garbage collector, whose full passes then stall the
+    event loop for ~0.1 s each, while tuples of numbers are untracked after one pass.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: dict[int, tuple[int | None, int | None, int | None]]) -> None:
+        self._raw = raw
+
+    def __getitem__(self, vm_id: int) -> VmReading:
+        return VmReading(*self._raw[vm_id])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"VmReadings({len(self._raw)} VMs)"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class HostReading:
     """One host's answer: its own power and its VMs by OpenNebula id."""
@@ -43,59 +73,55 @@ class HostReading:
     host_energy_uj: int | None = None
 
 
-def _number(value: Any, what: str, *, nullable: bool) -> int | None:
-    if value is None and nullable:
-        return None
+def _bounded(value: object, what: str, bound: int) -> int:
+    # bool is an int to Python, never a figure to an agent.
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ReadingError(f"{what} must be a number, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ReadingError(f"{what} must be a finite non-negative number, got {value!r}")
+        raise ReadingError(f"{what} must be a number, got {value!r:.80}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ReadingError(f"{what} must be finite, got {value!r}")
+    if value < 0:
+        raise ReadingError(f"{what} must not be negative, got {value!r:.80}")
+    if value > bound:
+        # Compared before any arithmetic: a 309-digit integer stops here.
+        raise ReadingError(f"{what} is over the plausible bound {bound}: {str(value)[:40]}...")
     return int(value)
 
 
-def _vm_id(entry: dict) -> int | None:
-    vm_id = entry.get("one_vm_id")
-    if vm_id is None:
-        return None  # a QEMU guest that is not an OpenNebula VM
-    if isinstance(vm_id, bool) or not isinstance(vm_id, int) or vm_id < 0:
-        raise ReadingError(f"one_vm_id must be a non-negative integer, got {vm_id!r}")
-    return vm_id
+def power_uw(value: object, what: str = "power_uw") -> int:
+    """A power figure in microwatts, or ReadingError when no machine draws that."""
+    return _bounded(value, what, MAX_POWER_UW)
 
 
-def parse_agent_vms(body: bytes | str) -> HostReading:
-    """Our agent's `/api/v1/vms` reply as a HostReading, or ReadingError saying what is wrong."""
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ReadingError(f"not JSON: {exc}") from None
-    except RecursionError:
-        # json's decoder recurses per nesting level: `[[[[...` from a broken agent.
-        raise ReadingError("not JSON: nested too deeply") from None
-    if not isinstance(doc, dict):
-        raise ReadingError("expected a JSON object")
-    host = doc.get("host")
-    entries = doc.get("vms")
-    if not isinstance(host, dict) or not isinstance(entries, list):
-        raise ReadingError('expected "host" (object) and "vms" (list)')
-    host_power = _number(host.get("power_uw"), "host.power_uw", nullable=True)
-    host_energy = _number(host.get("energy_uj"), "host.energy_uj", nullable=True)
-    vms: dict[int, VmReading] = {}
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise ReadingError("every item of vms must be an object")
-        vm_id = _vm_id(entry)
-        if vm_id is None:
-            continue
-        power = _number(entry.get("power_uw"), f"vms[{vm_id}].power_uw", nullable=True)
-        energy = _number(entry.get("energy_uj"), f"vms[{vm_id}].energy_uj", nullable=True)
-        pid = entry.get("pid")
-        pid = pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
-        seen = vms.get(vm_id)
+def energy_uj(value: object, what: str = "energy_uj") -> int:
+    """An energy counter in microjoules, or ReadingError when no counter can hold that."""
+    return _bounded(value, what, MAX_ENERGY_UJ)
+
+
+class ReadingBuilder:
+    """Collects one host's figures as a reader finds them; `build()` gives the HostReading."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.host_power_uw: int | None = None
+        self.host_energy_uj: int | None = None
+        self._vms: dict[int, tuple[int | None, int | None, int | None]] = {}
+
+    def add_vm(self, vm_id: int, power: int | None, energy: int | None, pid: int | None) -> None:
+        """One process's figures for a VM; a VM listed twice is the sum of both, checked."""
+        seen = self._vms.get(vm_id)
         if seen is not None:
-            # Two QEMU processes claiming one VM both draw power: count both.
-            power = None if power is None or seen.power_uw is None else power + seen.power_uw
-            if energy is not None and seen.energy_uj is not None:
-                energy += seen.energy_uj
+            # Two QEMU processes claiming one VM both draw power: count both. The sum is a
+            # VM's figure and meets the same bound (two plausible halves can make an absurd whole).
+            seen_power, seen_energy, _ = seen
+            power = None if power is None or seen_power is None else power + seen_power
+            if energy is not None and seen_energy is not None:
+                energy = energy_uj(energy + seen_energy, f"VM {vm_id}'s energy (listed twice)")
+            if power is not None:
+                power = power_uw(power, f"VM {vm_id}'s power (listed twice)")
             pid = None  # no single process owns the summed counter
-        vms[vm_id] = VmReading(power, energy, pid)
-    return HostReading(AGENT, host_power, MappingProxyType(vms), host_energy)
+        self._vms[vm_id] = (power, energy, pid)
+
+    def build(self) -> HostReading:
+        return HostReading(
+            self.source, self.host_power_uw, VmReadings(self._vms), self.host_energy_uj
+        )

@@ -13,7 +13,8 @@ from types import MappingProxyType
 
 from services.common.oned import Host, Vm
 
-from .energy import VmEnergy
+from .carbon import Intensity
+from .energy import EnergyTotal
 from .join import Attribution, Target
 from .readings import HostReading
 
@@ -30,7 +31,11 @@ class Snapshot:
     vm_power_uw: Mapping[int, int]  # only VMs whose power is known
     host_power_uw: Mapping[int, int]  # only hosts whose agent gave one
     host_source_up: Mapping[int, int]  # every host asked: 1 answered, 0 did not
-    energy: Mapping[int, VmEnergy]
+    energy: Mapping[int, EnergyTotal]
+    host_energy: Mapping[int, EnergyTotal] = dataclasses.field(default_factory=lambda: _EMPTY)
+    intensity: Mapping[int, Intensity] = dataclasses.field(default_factory=lambda: _EMPTY)
+    vm_carbon_g: Mapping[int, float] = dataclasses.field(default_factory=lambda: _EMPTY)
+    host_carbon_g: Mapping[int, float] = dataclasses.field(default_factory=lambda: _EMPTY)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,9 +67,14 @@ def build_snapshot(
     targets: Iterable[Target],
     readings: Mapping[int, HostReading],
     attributions: Mapping[int, Attribution],
-    energy: Mapping[int, VmEnergy],
+    energy: Mapping[int, EnergyTotal],
+    *,
+    host_energy: Mapping[int, EnergyTotal] = _EMPTY,
+    intensity: Mapping[int, Intensity] = _EMPTY,
+    vm_carbon_g: Mapping[int, float] = _EMPTY,
+    host_carbon_g: Mapping[int, float] = _EMPTY,
 ) -> Snapshot:
-    """Join one refresh's pools, readings and ledger into the values a scrape shows."""
+    """Join one refresh's pools, readings and ledgers into the values a scrape shows."""
     vm_power = {vm_id: a.power_uw for vm_id, a in attributions.items() if a.power_uw is not None}
     host_power = {
         host_id: r.host_power_uw for host_id, r in readings.items() if r.host_power_uw is not None
@@ -78,6 +88,10 @@ def build_snapshot(
         host_power_uw=MappingProxyType(host_power),
         host_source_up=MappingProxyType(source_up),
         energy=MappingProxyType(dict(energy)),
+        host_energy=MappingProxyType(dict(host_energy)),
+        intensity=MappingProxyType(dict(intensity)),
+        vm_carbon_g=MappingProxyType(dict(vm_carbon_g)),
+        host_carbon_g=MappingProxyType(dict(host_carbon_g)),
     )
 
 

@@ -16,7 +16,10 @@ from sim.demo import SERVICES, is_built
 from sim.demo_table import Reading, readings_from_agents, readings_from_exporter, render, vm_rows
 from testkit import ROOT, free_port, get_json, wait_for
 
-ROW = re.compile(r"^\s+(\d+)\s+(\S+)\s+(kvm-\d+)\s+(\S+)\s+([\d.]+|\?)\s+([\d.]+|-|\?)$", re.M)
+# VM, name, host, state, power W, energy J, grams of CO2e
+ROW = re.compile(
+    r"^\s+(\d+)\s+(\S+)\s+(kvm-\d+)\s+(\S+)\s+([\d.]+|\?)\s+([\d.]+|-|\?)\s+([\d.]+|-)$", re.M
+)
 
 
 def session_members(sid: int) -> list[int]:
@@ -70,6 +73,15 @@ def test_demo_runs_the_stack_and_stops_everything_on_sigint(tmp_path):
             )
             assert sorted(int(r[0]) for r in rows) == [0, 1, 2, 3]
             assert {r[3] for r in rows} == {"RUNNING"}
+            # From the exporter, each VM's grams of CO2e beside its joules.
+            wait_for(
+                lambda: (
+                    len(frame := last_frame(out.read_text())) == 4
+                    and all(r[6] != "-" and float(r[6]) > 0 for r in frame)
+                ),
+                timeout=30,
+                what="grams of CO2e for every VM",
+            )
         if is_built("geo"):
             # geo located both hosts from their PUBLIC_IPs and the table shows what it wrote
             located = wait_for(
@@ -234,7 +246,22 @@ def test_table_reads_the_exporter_metrics():
     assert readings_from_exporter(text) == {3: Reading(1.5, 12.5)}
     vms = [{"id": 3, "name": "x", "host": "h", "state": "ACTIVE", "lcm_state": "RUNNING"}]
     row = vm_rows(vms, exporter=readings_from_exporter(text))[0]
-    assert (row.power, row.energy) == ("1.50", "12.5")
+    assert (row.power, row.energy, row.carbon) == ("1.50", "12.5", "-")
+
+
+def test_table_shows_each_vms_grams_beside_its_joules():
+    text = (
+        "# TYPE opennebula_vm_energy_joules_total counter\n"
+        'opennebula_vm_energy_joules_total{one_vm_id="3"} 3600.0\n'
+        "# TYPE opennebula_vm_carbon_grams_total counter\n"
+        'opennebula_vm_carbon_grams_total{one_vm_id="3"} 0.040695\n'
+    )
+    assert readings_from_exporter(text) == {3: Reading(None, 3600.0, 0.040695)}
+    vms = [{"id": 3, "name": "x", "host": "h", "state": "ACTIVE", "lcm_state": "RUNNING"}]
+    rows = vm_rows(vms, exporter=readings_from_exporter(text))
+    assert (rows[0].energy, rows[0].carbon) == ("3600.0", "0.0407")
+    frame = render(rows, [], "vm_exporter")
+    assert "ENERGY J     CO2e g" in frame and "3600.0     0.0407" in frame
 
 
 def test_table_shows_where_geo_located_each_host():

@@ -1,22 +1,27 @@
-"""Real socket servers for the exporter's fault tests: misbehaving agents and an oned proxy.
+"""Real socket servers for the exporter's tests: misbehaving agents, an oned proxy, and a loop
+thread that runs the real simulator and real rapl_agents beside the test.
 
 Each runs in a daemon thread on a real 127.0.0.0/8 address and is closed by the test that
 started it. Nothing here imitates a correct component: correct components are the real
-simulator and real rapl_agent processes.
+simulator and real rapl_agents.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import socket
 import socketserver
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
+
+from aiohttp import web
 
 from testkit.cloud import port_free_on  # noqa: F401 (the tests import it from here)
 
 Route = Callable[[BaseHTTPRequestHandler], None]
+T = TypeVar("T")
 
 
 class _Quiet(BaseHTTPRequestHandler):
@@ -40,7 +45,10 @@ class _Threaded:
         self.release = threading.Event()
         self.server = server
         server.daemon_threads = True  # type: ignore[attr-defined]
-        self.thread = threading.Thread(target=server.serve_forever, daemon=True)
+        # A short poll: `close` (server.shutdown) waits for the loop to notice.
+        self.thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.thread.start()
 
     def close(self) -> None:
@@ -57,7 +65,10 @@ class HttpAgent(_Threaded):
         super().__init__(ThreadingHTTPServer((address, port), handler))
 
 
-def send(handler: BaseHTTPRequestHandler, body: bytes, content_type: str) -> None:
+def send(
+    handler: BaseHTTPRequestHandler, body: bytes, content_type: str = "application/json"
+) -> None:
+    """Answer 200 with `body` (Content-Length set)."""
     handler.send_response(200)
     handler.send_header("Content-Type", content_type)
     handler.send_header("Content-Length", str(len(body)))
@@ -66,27 +77,6 @@ def send(handler: BaseHTTPRequestHandler, body: bytes, content_type: str) -> Non
         handler.wfile.write(body)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the exporter hung up on purpose (reply too large)
-
-
-def agent_json(vms: dict[int, tuple[int | None, int]], host_power_uw: int = 50_000_000) -> bytes:
-    """An /api/v1/vms reply in SPEC section 5's shape: {vm id: (power_uw, energy_uj)}."""
-    return json.dumps(
-        {
-            "timestamp": 1718000000.0,
-            "host": {"power_uw": host_power_uw, "energy_uj": 123_000_000},
-            "vms": [
-                {
-                    "name": f"one-{vm_id}",
-                    "one_vm_id": vm_id,
-                    "pid": 10_000 + vm_id,
-                    "helper_pids": [],
-                    "power_uw": power,
-                    "energy_uj": energy,
-                }
-                for vm_id, (power, energy) in sorted(vms.items())
-            ],
-        }
-    ).encode()
 
 
 class HangingServer(_Threaded):
@@ -140,3 +130,34 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
             dst.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+
+
+class LoopThread:
+    """An event loop in a daemon thread, for real services the tests run beside the one under
+    test (the simulator, rapl_agents): started in milliseconds instead of a process's second,
+    while the test's own loop stays free for the exporter."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        """Run `coro` on the thread's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def serve(self, app: web.Application, host: str, port: int) -> web.AppRunner:
+        """Serve `app` on host:port from this loop (its cleanup contexts run here too)."""
+
+        async def start() -> web.AppRunner:
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            await web.TCPSite(runner, host, port).start()
+            return runner
+
+        return self.run(start())
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

@@ -5,9 +5,15 @@ from __future__ import annotations
 import dataclasses
 
 from services.common.oned import Vm
-from services.vm_exporter.energy import MAX_MARKS, VmEnergy, advance
+from services.vm_exporter.energy import MAX_MARKS, SLACK_S, EnergyTotal, advance
 from services.vm_exporter.join import NOT_ON_HOST, UNKNOWN, Attribution
-from services.vm_exporter.readings import AGENT, SCAPHANDRE, VmReading
+from services.vm_exporter.readings import (
+    AGENT,
+    MAX_ENERGY_UJ,
+    MAX_POWER_UW,
+    SCAPHANDRE,
+    VmReading,
+)
 
 VM = Vm(42, 3, 3, 0, "node1", None, None, 1, (), ())
 GAP = 50.0
@@ -121,4 +127,39 @@ def test_marks_are_bounded():
 
 
 def test_joules_conversion():
-    assert VmEnergy(2_500_000).joules() == 2.5
+    assert EnergyTotal(2_500_000).joules() == 2.5
+
+
+def test_an_increase_no_vm_could_draw_is_not_added():
+    # 100 kW for 15 s plus the slack is the most a VM's counter may grow between refreshes.
+    most = MAX_POWER_UW * (15 + SLACK_S)
+    totals = _run(
+        [
+            (0, _agent(0, 1_000)),
+            (15, _agent(0, 1_000 + most)),  # just plausible
+            (30, _agent(0, 2_000 + 2 * most)),  # more than 100 kW since the last refresh
+            (45, _agent(0, 2_000 + 2 * most + 7)),  # from that baseline on
+        ]
+    )
+    assert totals == [0, most, most, most + 7]
+
+
+def test_a_new_counter_no_vm_could_have_filled_is_not_added():
+    # A hostile agent flipping pids would otherwise add its largest counter every refresh.
+    totals = _run(
+        [
+            (0, _agent(0, 10, pid=1)),
+            (15, _agent(0, MAX_ENERGY_UJ, pid=2)),
+            (30, _agent(0, MAX_ENERGY_UJ, pid=3)),
+            (45, _agent(0, 500, pid=4)),
+        ]
+    )
+    assert totals == [0, 0, 0, 500]
+
+
+def test_sums_stay_exact_integers_at_the_bounds():
+    ledger = {}
+    for step in range(4):
+        ledger = advance(ledger, [VM], {42: _agent(0, MAX_ENERGY_UJ, pid=step)}, step * 1e9, GAP)
+    assert ledger[42].total_uj == 3 * MAX_ENERGY_UJ
+    assert ledger[42].joules() == 3 * MAX_ENERGY_UJ / 1e6

@@ -7,8 +7,6 @@ stored replies reproduce that, to prove such a host is still asked.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 import xmlrpc.client
 
@@ -18,13 +16,18 @@ from aiohttp import web
 
 from services.common.health import Health
 from services.common.oned import Oned
+from services.common.periodic import Periodic
 from services.vm_exporter import refresh
+from services.vm_exporter.carbon import Intensity
+from services.vm_exporter.carbon_sources import OperatorFile, load_grid
 from services.vm_exporter.config import ExporterConfig
 from services.vm_exporter.refresh import Refresher, StateBox
-from testkit import ROOT, free_port
-from tests.vm_exporter.servers import HttpAgent, agent_json, port_free_on, send
+from testkit import ROOT, async_wait_for, free_port
+from testkit.agent_replies import agent_json
+from tests.vm_exporter.servers import HttpAgent, port_free_on, send
 
 FIXTURES = ROOT / "tests" / "fixtures" / "one"
+GRID = load_grid()
 NET = "127.0.80"
 
 
@@ -62,8 +65,9 @@ async def _refresh_once(url: str, port: int) -> tuple[StateBox, Health]:
     config = ExporterConfig(one_xmlrpc=url, agent_port=port, agent_timeout=1.0)
     box, health = StateBox(), Health("vm_exporter")
     async with aiohttp.ClientSession() as oned_http, aiohttp.ClientSession() as agent_http:
+        oned = Oned(oned_http, url, "oneadmin:pw", timeout=5)
         refresher = Refresher(
-            config, Oned(oned_http, url, "oneadmin:pw", timeout=5), agent_http, box, health
+            config, oned, agent_http, box, health, GRID, OperatorFile(None, GRID, health)
         )
         await refresher.once()
     return box, health
@@ -153,22 +157,93 @@ async def test_an_unexpected_failure_is_reported_not_served_as_fresh(oned, monke
     config = ExporterConfig(one_xmlrpc=url, agent_port=1, agent_timeout=0.5, refresh_interval=0.05)
     box, health = StateBox(), Health("vm_exporter")
     async with aiohttp.ClientSession() as oned_http, aiohttp.ClientSession() as agent_http:
+        oned = Oned(oned_http, url, "oneadmin:pw", timeout=5)
         refresher = Refresher(
-            config, Oned(oned_http, url, "oneadmin:pw", timeout=5), agent_http, box, health
+            config, oned, agent_http, box, health, GRID, OperatorFile(None, GRID, health)
         )
-        task = asyncio.create_task(refresher.run())
-        try:
-            async with asyncio.timeout(10):
-                while box.state.status.refreshes.get("error", 0) < 2:
-                    await asyncio.sleep(0.02)
-            assert "refresh failed unexpectedly" in health.report()["failing"]["refresh"]
+        # As the app runs it: on the shared periodic helper.
+        async with Periodic("refresh", refresher.step, config.refresh_interval, health=health):
+            await async_wait_for(
+                lambda: box.state.status.refreshes.get("error", 0) >= 2, what="two failed cycles"
+            )
+            assert "refresh failed: RuntimeError: a bug" in health.report()["failing"]["refresh"]
             assert box.state.snapshot is None
             broken = False
-            async with asyncio.timeout(10):
-                while not health.healthy:
-                    await asyncio.sleep(0.02)
+            await async_wait_for(lambda: health.healthy, what="recovery")
             assert box.state.snapshot is not None and box.state.status.refreshes["ok"] >= 1
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+
+
+async def test_carbon_counters_follow_each_hosts_intensity_and_its_source(tmp_path, caplog):
+    # host 0 (Sweden) has an unusable figure of its own, host 1 is in Poland, host 2 has the
+    # operator's figure in the --carbon-data file.
+    replies = _replies()
+    replies["one.hostpool.info"] = (
+        replies["one.hostpool.info"]
+        .replace(
+            f"<HOSTNAME><![CDATA[{NET}.1]]></HOSTNAME>",
+            f"<HOSTNAME><![CDATA[{NET}.1]]></HOSTNAME><CARBON_INTENSITY><![CDATA[-40]]>"
+            "</CARBON_INTENSITY><GEOLOCATION_COUNTRY><![CDATA[SE]]></GEOLOCATION_COUNTRY>",
+        )
+        .replace(
+            f"<HOSTNAME><![CDATA[{NET}.2]]></HOSTNAME>",
+            f"<HOSTNAME><![CDATA[{NET}.2]]></HOSTNAME>"
+            "<GEOLOCATION_COUNTRY><![CDATA[pl]]></GEOLOCATION_COUNTRY>",
+        )
+    )
+    data = tmp_path / "carbon.yaml"
+    data.write_text("hosts:\n  '2': 99\nyear: 2025\n")
+    runner, url = await _serve(replies, [])
+    port = port_free_on([f"{NET}.1", f"{NET}.2"])
+
+    def growing(vm_id: int, step_uj: int):
+        """An agent whose VM draws `step_uj` and whose host draws 3 x that per request."""
+        asked = {"n": 0}
+
+        def route(handler) -> None:
+            asked["n"] += 1
+            n = asked["n"]
+            send(handler, agent_json({vm_id: (1, n * step_uj)}, host_energy_uj=n * 3 * step_uj))
+
+        return route
+
+    wh = 3_600_000_000  # uJ; a refresh apart, more than 100 kW would not be added
+    agents = [
+        HttpAgent(f"{NET}.1", port, {"/api/v1/vms": growing(42, wh)}),
+        HttpAgent(f"{NET}.2", port, {"/api/v1/vms": growing(524, wh)}),
+    ]
+    config = ExporterConfig(
+        one_xmlrpc=url, agent_port=port, agent_timeout=1.0, carbon_data=data, refresh_interval=60
+    )
+    box, health = StateBox(), Health("vm_exporter")
+    try:
+        async with aiohttp.ClientSession() as oned_http, aiohttp.ClientSession() as agent_http:
+            oned = Oned(oned_http, url, "oneadmin:pw", timeout=5)
+            operator = OperatorFile(data, GRID, health)
+            refresher = Refresher(config, oned, agent_http, box, health, GRID, operator)
+            await refresher.once()  # baselines
+            await refresher.once()
+    finally:
+        for agent in agents:
+            agent.close()
+        await runner.cleanup()
+    snap = box.state.snapshot
+    se, pl = GRID.countries["SE"][0], GRID.countries["PL"][0]
+    assert snap.intensity[0] == Intensity(se, "country", "SE", "2023")
+    assert snap.intensity[1] == Intensity(pl, "country", "PL", "2023")
+    assert snap.intensity[2] == Intensity(99.0, "data_file", "", "2025")
+    assert snap.intensity[3].source == "world"
+    # One Wh per VM and three per host between the two refreshes, each at its host's rate.
+    assert snap.vm_carbon_g[42] == pytest.approx(se / 1000)
+    assert snap.vm_carbon_g[524] == pytest.approx(pl / 1000)
+    assert snap.host_carbon_g == pytest.approx({0: 3 * se / 1000, 1: 3 * pl / 1000})
+    assert snap.vm_carbon_g[52] == 0.0  # not listed: draws nothing
+    assert 60 not in snap.vm_carbon_g  # its host's agent never answered: no series
+    text = box.state.text.decode()
+    assert (
+        'opennebula_host_carbon_intensity_info{one_host_id="2",source="data_file",'
+        'country="",year="2025"} 1'
+    ) in text
+    warned = [r.getMessage() for r in caplog.records if "CARBON_INTENSITY" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith(
+        "host 0 ('node1.cognit.lan'): CARBON_INTENSITY '-40'"
+    )

@@ -1,12 +1,22 @@
-"""Per-VM power from a real-format Scaphandre --qemu page (tests/fixtures/scaphandre)."""
+"""Per-VM power from a real-format Scaphandre --qemu page (tests/fixtures/scaphandre), and
+from hostile ones: every page costs one pass, bounded per line and per label."""
 
 from __future__ import annotations
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from services.vm_exporter.readings import SCAPHANDRE, ReadingError
-from services.vm_exporter.scaphandre import parse_scaphandre, vm_id_of
+from services.vm_exporter.readings import MAX_POWER_UW, SCAPHANDRE, ReadingError
+from services.vm_exporter.scaphandre import (
+    MAX_LABEL_VALUE,
+    MAX_LINE,
+    ScaphandreReader,
+    parse_sample,
+    parse_scaphandre,
+    vm_id_of,
+)
 from testkit import ROOT
+from testkit.agent_replies import escape_label, largest_scaphandre_page, scaphandre_page
 
 PAGE = (ROOT / "tests" / "fixtures" / "scaphandre" / "metrics_qemu.txt").read_text()
 
@@ -74,3 +84,97 @@ def test_absurd_values_are_a_reading_error_or_ignored_never_a_crash():
     page = line.format(3, "vhost-" + "9" * 5000, "", 5) + line.format(4, "q", "one-4", 7)
     page += line.format("9" * 5000, "q", "one-5", 9)
     assert {k: v.power_uw for k, v in parse_scaphandre(page).vms.items()} == {4: 7}
+
+
+LINE = (
+    "scaph_process_power_consumption_microwatts"
+    '{{pid="{0}",exe="q",cmdline="{1}",vmname="one-{0}"}} {2}\n'
+)
+
+
+def test_sample_lines_read_as_prometheus_client_reads_them():
+    # Every sample line of the real-format pages but the one with a repeated label name.
+    text = PAGE + scaphandre_page([7, 8], 90_000_000, {7: 3, 8: 4})
+    text += 'scaph_x{a="q\\\\\\"\\n\\\\",b="}{,=",} 1e3 1718000000000\n'
+    lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    lines = [ln for ln in lines if ln.count('exe="') < 2]
+    for line in lines:
+        (family,) = text_string_to_metric_families(line + "\n")
+        (sample,) = family.samples
+        assert parse_sample(line) == (sample.name, sample.labels, sample.value), line
+
+
+@pytest.mark.parametrize("size", [1, 3, 100, 1 << 16])
+def test_fed_in_any_pieces_gives_the_same_reading(size):
+    data = PAGE.encode()
+    reader = ScaphandreReader()
+    for start in range(0, len(data), size):
+        reader.feed(data[start : start + size])
+    assert reader.close() == parse_scaphandre(PAGE)
+
+
+def test_long_escaped_label_values_cost_one_pass_and_read_right():
+    # prometheus-client's parser copies the label text once per escaped quote: a page of such
+    # values held the event loop for minutes. Values at the limit read fast and exactly.
+    page = largest_scaphandre_page(2_000_000, MAX_LINE, MAX_LABEL_VALUE)
+    reading = parse_scaphandre(page)
+    assert len(reading.vms) > 50 and reading.vms[2_000_000].power_uw == 1_000_000
+    value = 'guest=one-5,"\\' * 100
+    labels = parse_sample(LINE.format(5, escape_label(value), 1).strip())[1]
+    assert labels["cmdline"] == value
+
+
+def test_a_label_value_over_the_limit_is_a_reading_error():
+    escaped = '\\"' * (MAX_LABEL_VALUE // 2 + 1)
+    with pytest.raises(ReadingError, match="label cmdline is over"):
+        parse_scaphandre(LINE.format(5, escaped, 1))
+    # A whole megabyte of escapes in one label: refused at the line limit, as it streams in.
+    reader = ScaphandreReader()
+    with pytest.raises(ReadingError, match="line is over"):
+        reader.feed(LINE.format(5, '\\"' * 500_000, 1).encode()[: MAX_LINE + 2])
+
+
+def test_a_line_over_the_limit_is_a_reading_error_even_unwanted_or_trickled():
+    with pytest.raises(ReadingError, match="line is over"):
+        parse_scaphandre("scaph_other " + "1" * MAX_LINE + "\n" + LINE.format(1, "", 5))
+    reader = ScaphandreReader()
+    with pytest.raises(ReadingError, match="line is over"):
+        for _ in range(MAX_LINE + 1):
+            reader.feed(b"x")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1" + "0" * 308, "1e308", "+Inf", str(MAX_POWER_UW + 1), "1" * 65],
+)
+def test_implausible_or_unreadable_power_is_a_reading_error(value):
+    with pytest.raises(ReadingError):
+        parse_scaphandre(LINE.format(1, "", value))
+    with pytest.raises(ReadingError):
+        parse_scaphandre(f"scaph_host_power_microwatts {value}\n")
+
+
+def test_a_vm_whose_processes_add_up_past_the_bound_is_a_reading_error():
+    half = MAX_POWER_UW // 2 + 1
+    page = (
+        LINE.format(1, "", half)
+        + f'scaph_process_power_consumption_microwatts{{pid="2",exe="vhost-1"}} {half}\n'
+    )
+    with pytest.raises(ReadingError, match="power"):
+        parse_scaphandre(page)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'scaph_process_power_consumption_microwatts{pid="1" 5',
+        'scaph_process_power_consumption_microwatts{pid="1\\"} 5',
+        "scaph_process_power_consumption_microwatts{pid=1} 5",
+        'scaph_process_power_consumption_microwatts{pid="1"} five',
+        'scaph_process_power_consumption_microwatts{pid="1"}',
+        'scaph_process_power_consumption_microwatts{pid="1"} 5 6 7',
+    ],
+)
+def test_a_broken_sample_line_of_a_family_read_is_a_reading_error(line):
+    with pytest.raises(ReadingError):
+        parse_scaphandre(line + "\n")

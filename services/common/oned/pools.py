@@ -8,6 +8,7 @@ of `models.py`, and free each object as soon as it is read.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
@@ -30,7 +31,9 @@ def _scaled(text: str | None, factor: int) -> int | None:
     if value is not None:
         return value * factor
     number = to_float(text)
-    return None if number is None else int(number * factor)
+    if number is None or not math.isfinite(number * factor):
+        return None  # "1e308" MiB is no quantity in bytes (and int() of it would raise)
+    return int(number * factor)
 
 
 # Only these children are looked at; lxml filters the rest without making Python objects.

@@ -136,6 +136,17 @@ def test_garbage_numbers_give_no_value_not_a_crash():
     assert vm.disks[0].size_bytes is None and vm.flavours == -1
 
 
+def test_a_quantity_past_the_float_range_once_scaled_gives_no_value_not_a_crash():
+    # MEMORY="1e308" MiB overflowed int(inf) and failed the whole pool, every VM with it.
+    pool = parse_vm_pool(
+        "<VM_POOL><VM><ID>4</ID><STATE>3</STATE><LCM_STATE>3</LCM_STATE><TEMPLATE>"
+        "<MEMORY>1e308</MEMORY><DISK><DISK_ID>0</DISK_ID><SIZE>1.5e308</SIZE></DISK>"
+        "</TEMPLATE></VM><VM><ID>5</ID><STATE>3</STATE><LCM_STATE>3</LCM_STATE></VM></VM_POOL>"
+    )
+    assert [vm.id for vm in pool.items] == [4, 5]
+    assert pool.items[0].memory_bytes is None and pool.items[0].disks[0].size_bytes is None
+
+
 def test_the_fields_discovery_reads_of_a_vm():
     vm = _vms()[42]
     assert vm.name == "sr-42"
