@@ -43,10 +43,10 @@ FLEET = {
     ],
 }  # fmt: skip
 RUNNING = {"1", "2", "3", "4"}
-# Metrics the dashboard and rules use that a service being built in parallel will export
-# (vm_exporter's carbon counters, issue 15), landing together. While none is exported the
-# queries using them are skipped and test_nothing_pending says so; once they are, they are
-# checked like the others, and a part of a group missing is a name mismatch (a failure).
+# Metrics the dashboard and rules use that came with another service's work, in groups that
+# land together (vm_exporter's carbon counters, issue 15). A group nothing exports is skipped
+# and test_nothing_pending says so (a checkout without that work); once one name of a group
+# is exported, all are checked like the others, and a name missing is a mismatch (a failure).
 PENDING_GROUPS = {
     "vm_exporter carbon": {
         "opennebula_host_carbon_grams_total",
