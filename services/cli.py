@@ -1,4 +1,4 @@
-"""`one-cognit`: the umbrella command (demo, sim; install later)."""
+"""`one-cognit`: the umbrella command (demo, sim, install, uninstall, healthcheck)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument(
         "command",
-        choices=["demo", "sim"],
-        help="demo: the whole stack on the simulator; sim: the OpenNebula simulator",
+        choices=["demo", "sim", "install", "uninstall", "healthcheck"],
+        help="demo: the whole stack on the simulator; sim: the OpenNebula simulator; "
+        "install --frontend|--host: put one-cognit in place on this machine; uninstall: undo "
+        "what install did; healthcheck URL: exit 0 when URL answers 200 (containers)",
     )
     if not args or args[0] in ("-h", "--help"):
         parser.print_help()
@@ -31,6 +33,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         from sim.demo import main as demo_main
 
         demo_main(rest)
+    elif command == "healthcheck":
+        from services.healthcheck import main as healthcheck_main
+
+        healthcheck_main(rest)
+    elif command in ("install", "uninstall"):
+        from services.install.cli import main as install_main
+
+        install_main(command, rest)
     else:
         parser.error(f"unknown command {command!r}")
 

@@ -3,8 +3,10 @@
 Starts the simulator with simulated hypervisors, then every service that is built (a service
 whose `--help` does not say "not built yet"), each wired the way it would be on a real cloud:
 one rapl_agent per host on the host's own loopback address, reading that host's powercap tree
-and /proc view; vm_exporter against the simulated oned; authd. Then it redraws a table of VM
-power and energy every few seconds. Ctrl-C (or SIGTERM, or `--duration`) stops everything.
+and /proc view; a tunnel_agent per host beside it; vm_exporter against the simulated oned;
+authd; discovery; geo; and, when a `prometheus` binary is found, Prometheus with discovery
+feeding it and deploy's rules loaded. Then it redraws a table of VM power and energy every
+few seconds. Ctrl-C (or SIGTERM, or `--duration`) stops everything.
 
 Adding a service to the demo is one `DemoService` entry in `SERVICES`.
 """
@@ -15,6 +17,7 @@ import contextlib
 import ctypes
 import dataclasses
 import json
+import secrets
 import shutil
 import signal
 import subprocess
@@ -22,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +38,9 @@ from .config import parse_ipv4
 from .demo_table import readings_from_agents, readings_from_exporter, render, vm_rows
 
 PROG = "one-cognit demo"
+RULES = (
+    Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "rules" / "one-cognit.yml"
+)
 SESSION = "oneadmin:opennebula"
 PR_SET_PDEATHSIG = 1
 
@@ -51,10 +58,18 @@ class DemoConfig(ServiceConfig):
         "127.0.1.1", "loopback address of the first host's agents", parse=parse_ipv4, metavar="IPV4"
     )
     agent_port: int = option(8080, "port of every host's rapl_agent (on the host's address)")
+    tunnel_port: int = option(9933, "port of every host's tunnel_agent (on the host's address)")
     exporter_listen: Listen = option(Listen("127.0.0.1", 9925), "vm_exporter address")
     authd_listen: Listen = option(Listen("127.0.0.1", 9932), "authd address")
     discovery_listen: Listen = option(Listen("127.0.0.1", 9930), "discovery address")
     geo_listen: Listen = option(Listen("127.0.0.1", 9931), "geo address")
+    prometheus: str = option(
+        "prometheus",
+        "Prometheus binary to start with discovery feeding it and deploy's rules loaded, when "
+        "it is found ('none': do not start one)",
+        metavar="PATH",
+    )
+    prometheus_listen: Listen = option(Listen("127.0.0.1", 9090), "Prometheus address")
     refresh: float = option(3.0, "seconds between table refreshes", metavar="SECONDS")
     duration: float = option(0.0, "stop after this many seconds (0: until Ctrl-C)", metavar="S")
     workdir: Path | None = option(
@@ -68,8 +83,8 @@ class DemoConfig(ServiceConfig):
             raise ValueError("the demo burns real CPU per VM: keep hosts x vms-per-host <= 64")
         if self.refresh <= 0 or self.duration < 0:
             raise ValueError("--refresh must be > 0 and --duration >= 0")
-        if not 0 < self.agent_port < 65536:
-            raise ValueError("--agent-port must be 1-65535")
+        if not 0 < self.agent_port < 65536 or not 0 < self.tunnel_port < 65536:
+            raise ValueError("--agent-port and --tunnel-port must be 1-65535")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +95,7 @@ class Instance:
     argv: list[str]
     health: str
     urls: list[str]
+    notes: tuple[str, ...] = ()  # more lines for the header, under the URLs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +139,37 @@ def rapl_agents(ctx: Context) -> list[Instance]:
     return out
 
 
+def tunnel_agents(ctx: Context) -> list[Instance]:
+    """One tunnel_agent per simulated host, on the host's address, sharing a token. The sim
+    runs no migrate shim, so they make no tunnel: they serve their addresses (geo asks them;
+    the simulated hosts all share this machine's), their sweep and their metrics."""
+    token = ctx.workdir / "tunnel.token"
+    if not token.exists():
+        token.write_text(secrets.token_urlsafe(32) + "\n")
+        token.chmod(0o600)
+    port = ctx.config.tunnel_port
+    out = []
+    for host in ctx.hosts:
+        base = f"http://{host['hostname']}:{port}"
+        out.append(
+            Instance(
+                f"tunnel_agent {host['host']}",
+                _module("tunnel_agent")
+                + [
+                    "--listen",
+                    f"{host['hostname']}:{port}",
+                    "--token-file",
+                    str(token),
+                    "--peer-port",
+                    str(port),
+                ],  # fmt: skip
+                f"{base}/healthz",
+                [f"{base}/v1/tunnels", f"{base}/v1/addresses"],
+            )
+        )
+    return out
+
+
 def vm_exporter(ctx: Context) -> list[Instance]:
     listen = ctx.config.exporter_listen
     base = f"http://{listen}"
@@ -161,18 +208,61 @@ def authd(ctx: Context) -> list[Instance]:
     ]
 
 
-def discovery(ctx: Context) -> list[Instance]:
-    """discovery in file_sd mode into the workdir, patching a prometheus.yml of its own there
-    (no Prometheus runs in the demo: --reload none)."""
-    listen = ctx.config.discovery_listen
+def prometheus_binary(config: DemoConfig) -> str | None:
+    """The Prometheus the demo starts, or None when there is none to start."""
+    if config.prometheus == "none":
+        return None
+    return shutil.which(config.prometheus)
+
+
+def prometheus_config(ctx: Context) -> Path:
+    """The demo's prometheus.yml: the rules of deploy/ and the services' own metrics; the
+    jobs of the cloud's targets are discovery's to add (file_sd)."""
     config = ctx.workdir / "prometheus" / "prometheus.yml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    if not config.exists():
-        config.write_text(
-            "# the demo's Prometheus config; discovery adds its jobs below\n"
-            "global:\n  scrape_interval: 15s\nscrape_configs: []\n"
-        )
+    if config.exists():
+        return config
+    c = ctx.config
+    lines = [
+        "# the demo's Prometheus config; one-discovery adds its jobs (file_sd) below",
+        "global:",
+        "  scrape_interval: 5s",
+        "  evaluation_interval: 5s",
+    ]
+    if RULES.exists():
+        lines += ["rule_files:", f"  - {RULES}"]
+    lines.append("scrape_configs:")
+    for job, listen in (
+        ("one_cognit_authd", c.authd_listen),
+        ("one_cognit_discovery", c.discovery_listen),
+        ("one_cognit_geo", c.geo_listen),
+    ):
+        lines += [f"  - job_name: {job}", "    static_configs:", f'      - targets: ["{listen}"]']
+    # The hosts' tunnel agents, as deploy/prometheus/tunnel_agent.yml scrapes them.
+    lines += [
+        "  - job_name: one_cognit_tunnel_agent",
+        "    file_sd_configs:",
+        f'      - files: ["{ctx.workdir / "sd" / "scaphandre.json"}"]',
+        "    relabel_configs:",
+        "      - source_labels: [__address__]",
+        '        regex: "(.+):[0-9]+"',
+        f'        replacement: "${{1}}:{c.tunnel_port}"',
+        "        target_label: __address__",
+    ]
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+def discovery(ctx: Context) -> list[Instance]:
+    """discovery in file_sd mode into the workdir, patching the demo's prometheus.yml and
+    reloading Prometheus when the demo runs one (else --reload none)."""
+    listen = ctx.config.discovery_listen
+    config = prometheus_config(ctx)
     check = [] if shutil.which("promtool") else ["--no-config-check"]
+    if prometheus_binary(ctx.config):
+        reload = ["--reload", "http", "--prometheus-url", f"http://{ctx.config.prometheus_listen}"]
+    else:
+        reload = ["--reload", "none"]
     return [
         Instance(
             "discovery",
@@ -188,8 +278,7 @@ def discovery(ctx: Context) -> list[Instance]:
                 str(ctx.workdir / "sd"),
                 "--prometheus-config",
                 str(config),
-                "--reload",
-                "none",
+                *reload,
                 "--reconcile-interval",
                 "5",
                 "--agent-port",
@@ -221,6 +310,8 @@ def geo(ctx: Context) -> list[Instance]:
                 str(ctx.one_auth),
                 "--reconcile-interval",
                 "30",
+                "--agent-port",
+                str(ctx.config.tunnel_port),
             ],  # fmt: skip
             f"{base}/healthz",
             [f"{base}/v1/hosts", f"{base}/v1/lookup?ip=193.0.6.139"],
@@ -228,19 +319,62 @@ def geo(ctx: Context) -> list[Instance]:
     ]
 
 
+# Queries to try in the demo's Prometheus (deploy/prometheus/rules gives the recorded ones).
+QUERIES = (
+    "topk(5, opennebula_vm_power_consumption_uW / 1e6)",
+    "flavour:opennebula_vm_power_watts:sum",
+    "sum by (one_host_id) (increase(opennebula_vm_energy_joules_total[5m])) / 3600",
+    'up{job="scaphandre"}',
+    "ALERTS",
+)
+
+
+def prometheus(ctx: Context) -> list[Instance]:
+    """Debian's (or any) Prometheus on the demo's prometheus.yml, which discovery keeps."""
+    binary = prometheus_binary(ctx.config)
+    assert binary is not None
+    listen = ctx.config.prometheus_listen
+    base = f"http://{listen}"
+    notes = tuple(
+        f"    {q}\n      {base}/graph?g0.expr={urllib.parse.quote(q)}&g0.tab=0&g0.range_input=15m"
+        for q in QUERIES
+    )
+    return [
+        Instance(
+            "prometheus",
+            [
+                binary,
+                f"--config.file={prometheus_config(ctx)}",
+                f"--storage.tsdb.path={ctx.workdir / 'prometheus' / 'data'}",
+                f"--web.listen-address={listen}",
+                "--web.enable-lifecycle",
+                "--log.level=warn",
+            ],
+            f"{base}/-/ready",
+            [f"{base}  (rules: {base}/rules, alerts: {base}/alerts, targets: {base}/targets)"],
+            ("  ready queries (the recorded ones fill after a minute):", *notes),
+        )
+    ]
+
+
 @dataclasses.dataclass(frozen=True)
 class DemoService:
-    """A service of the product and how the demo starts it."""
+    """A service of the product and how the demo starts it; `available` says whether it can
+    run here (default: the service is built)."""
 
     name: str
     instances: Callable[[Context], list[Instance]]
+    available: Callable[[DemoConfig], bool] | None = None
 
 
-# The demo starts, in this order, every service here that is built.
+# The demo starts, in this order, every service here that is available.
 SERVICES: tuple[DemoService, ...] = (
     DemoService("rapl_agent", rapl_agents),
+    DemoService("tunnel_agent", tunnel_agents),
     DemoService("vm_exporter", vm_exporter),
     DemoService("authd", authd),
+    # Before discovery, whose first write of prometheus.yml then reloads a running Prometheus.
+    DemoService("prometheus", prometheus, lambda c: prometheus_binary(c) is not None),
     DemoService("discovery", discovery),
     DemoService("geo", geo),
 )
@@ -388,13 +522,20 @@ class Demo:
         for service in SERVICES:
             if self.stopping:
                 return
-            if not is_built(service.name):
+            if service.available is not None:
+                if not service.available(self.config):
+                    self.header.append(
+                        f"  {service.name:<19} not found: skipped (see the README to install it)"
+                    )
+                    continue
+            elif not is_built(service.name):
                 self.header.append(f"  {service.name:<19} not built yet: skipped")
                 continue
             for inst in service.instances(ctx):
                 proc = self.procs.start(inst.label, inst.argv)
                 if _wait_http(inst.health, proc, 30, lambda: self.stopping):
                     self.header.append(f"  {inst.label:<19} {'  '.join(inst.urls)}")
+                    self.header.extend(inst.notes)
                     if service.name == "rapl_agent":
                         host = inst.label.split(" ", 1)[1]
                         self.agents[host] = inst.urls[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from sim.demo import SERVICES, is_built
 from sim.demo_table import Reading, readings_from_agents, readings_from_exporter, render, vm_rows
-from testkit import ROOT, free_port, wait_for
+from testkit import ROOT, free_port, get_json, wait_for
 
 # VM, name, host, state, power W, energy J, grams of CO2e
 ROW = re.compile(
@@ -43,13 +44,15 @@ def last_frame(text: str) -> list[tuple[str, ...]]:
 
 def test_demo_runs_the_stack_and_stops_everything_on_sigint(tmp_path):
     base = f"127.0.{random.randint(100, 250)}.1"
-    ports = [free_port() for _ in range(5)]
+    ports = [free_port() for _ in range(7)]
     out = tmp_path / "demo.out"
     argv = [
         sys.executable, "-m", "services.cli", "demo",
         "--listen", f"127.0.0.1:{ports[0]}", "--control-listen", f"127.0.0.1:{ports[1]}",
         "--exporter-listen", f"127.0.0.1:{ports[2]}", "--authd-listen", f"127.0.0.1:{ports[3]}",
         "--geo-listen", f"127.0.0.1:{ports[4]}",
+        "--discovery-listen", f"127.0.0.1:{ports[5]}",
+        "--prometheus-listen", f"127.0.0.1:{ports[6]}", "--tunnel-port", str(free_port()),
         "--host-ip-base", base, "--agent-port", str(free_port()), "--refresh", "1",
         "--hosts", "2", "--vms-per-host", "2",
     ]  # fmt: skip
@@ -87,6 +90,41 @@ def test_demo_runs_the_stack_and_stops_everything_on_sigint(tmp_path):
                 what="the hosts' GEOLOCATION in the table",
             )
             assert {country for _, country in located[-2:]} == {"SE", "PL"}
+        if shutil.which("prometheus") and is_built("discovery"):
+            # Prometheus runs with deploy's rules, its targets from discovery's file_sd files.
+            prom = f"http://127.0.0.1:{ports[6]}"
+            wait_for(
+                lambda: (
+                    len(
+                        {
+                            t["labels"]["instance"]
+                            for t in get_json(f"{prom}/api/v1/targets")[1]["data"]["activeTargets"]
+                            if t["labels"]["job"] == "scaphandre" and t["health"] == "up"
+                        }
+                    )
+                    == 2
+                ),
+                timeout=60,
+                what="Prometheus scraping both hosts' agents",
+            )
+            wait_for(
+                lambda: (
+                    len(
+                        [
+                            t
+                            for t in get_json(f"{prom}/api/v1/targets")[1]["data"]["activeTargets"]
+                            if t["labels"]["job"] == "one_cognit_tunnel_agent"
+                            and t["health"] == "up"
+                        ]
+                    )
+                    == 2
+                ),
+                timeout=60,
+                what="Prometheus scraping both hosts' tunnel agents",
+            )
+            groups = get_json(f"{prom}/api/v1/rules")[1]["data"]["groups"]
+            assert "one-cognit-records" in {g["name"] for g in groups}
+            assert "flavour:opennebula_vm_power_watts:sum" in out.read_text()
         text = out.read_text()
         assert f"http://127.0.0.1:{ports[0]}/RPC2" in text
         assert f"http://{base}:" in text  # the first host's agent, on its own address
@@ -134,6 +172,12 @@ def test_demo_duration_flag_and_bad_flags(tmp_path):
             f"127.0.0.1:{free_port()}",
             "--geo-listen",
             f"127.0.0.1:{free_port()}",
+            "--discovery-listen",
+            f"127.0.0.1:{free_port()}",
+            "--prometheus-listen",
+            f"127.0.0.1:{free_port()}",
+            "--tunnel-port",
+            str(free_port()),
             "--host-ip-base",
             f"127.0.{random.randint(100, 250)}.1",
             "--agent-port",

@@ -18,24 +18,10 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from testkit.cloud import port_free_on  # noqa: F401 (the tests import it from here)
+
 Route = Callable[[BaseHTTPRequestHandler], None]
 T = TypeVar("T")
-
-
-def port_free_on(addresses: list[str]) -> int:
-    """A TCP port that can be bound on every one of `addresses` right now."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind((addresses[0], 0))
-            port = probe.getsockname()[1]
-        try:
-            for address in addresses:
-                with socket.socket() as sock:
-                    sock.bind((address, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError(f"no common free port on {addresses}")
 
 
 class _Quiet(BaseHTTPRequestHandler):
