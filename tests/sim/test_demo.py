@@ -62,15 +62,13 @@ def test_demo_runs_the_stack_and_stops_everything_on_sigint(tmp_path):
         )
     try:
         if is_built("rapl_agent"):
-            rows = wait_for(
-                lambda: (
-                    [r for r in last_frame(out.read_text()) if r[4] != "?" and float(r[4]) > 0]
-                    if len(last_frame(out.read_text())) == 4
-                    else None
-                ),
-                timeout=60,
-                what="a table with power for every VM",
-            )
+
+            def powered() -> list[tuple[str, ...]] | None:
+                frame = last_frame(out.read_text())
+                rows = [r for r in frame if r[4] != "?" and float(r[4]) > 0]
+                return rows if len(frame) == 4 and len(rows) == 4 else None
+
+            rows = wait_for(powered, timeout=60, what="a table with power for every VM")
             assert sorted(int(r[0]) for r in rows) == [0, 1, 2, 3]
             assert {r[3] for r in rows} == {"RUNNING"}
             # From the exporter, each VM's grams of CO2e beside its joules.

@@ -94,7 +94,6 @@ def test_counters_advance_by_the_power_model(sim_factory, tmp_path):
     host = hypervisors(sim)["kvm-01"]
     root = host["powercap_root"]
     pids = [p for vm in host["vms"].values() for p in (vm["pid"], *vm["helper_pids"])]
-    time.sleep(0.6)  # let the ticker settle
 
     def reading() -> tuple[float, int, float]:
         # package + dram of the only socket is the whole host when there is no psys
@@ -104,6 +103,9 @@ def test_counters_advance_by_the_power_model(sim_factory, tmp_path):
             cpu_seconds(pids),
         )
 
+    # The window starts once the ticker writes the counters (it starts with the host).
+    first = reading()[1]
+    wait_for(lambda: reading()[1] > first, 5.0, "the counters to advance")
     t0, e0, c0 = reading()
     time.sleep(3.0)
     t1, e1, c1 = reading()
