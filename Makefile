@@ -42,8 +42,13 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Four workers on two cores: most tests wait on processes, sockets and Prometheus, not CPU.
+# --dist loadscope keeps each module (and each test class) on one worker, in order, so
+# module-scoped fixtures start once and tests may build on what earlier ones did.
+PYTEST_WORKERS ?= 4
+
 test: venv prometheus lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) -m bench

@@ -4,7 +4,6 @@ Prometheus reads. Every target is a loopback address."""
 
 from __future__ import annotations
 
-import pytest
 import yaml
 
 from testkit import get_json, http, wait_for
@@ -63,8 +62,7 @@ def shown(prom: RealPrometheus, job: str) -> dict[str, dict[str, str]]:
     }
 
 
-@pytest.mark.parametrize("mode", ["file_sd", "http_sd", "static"])
-def test_each_mode_brings_the_cloud_into_prometheus_and_hooks_take_vms_out(setup, tmp_path, mode):
+def each_mode_brings_the_cloud_into_prometheus_and_hooks_take_vms_out(setup, tmp_path, mode):
     fast(setup.prometheus_config)
     comments = [line for line in setup.prometheus_config.read_text().splitlines() if "#" in line]
     sim = start_sim(tmp_path, "--fleet", str(FLEET), env=discovery_env(setup.url))
@@ -128,7 +126,41 @@ def test_each_mode_brings_the_cloud_into_prometheus_and_hooks_take_vms_out(setup
         sim.service.close()
 
 
-def test_without_hooks_the_reconcile_removes_a_stopped_vm(setup, tmp_path):
+# Each test below starts its own simulator, discovery and Prometheus and mostly waits on
+# Prometheus' 5 s discovery updates; a class each lets `make test` (pytest-xdist, --dist
+# loadscope) run them on separate workers at once.
+
+
+class TestFileSd:
+    def test_the_cloud_comes_into_prometheus_and_hooks_take_vms_out(self, setup, tmp_path):
+        each_mode_brings_the_cloud_into_prometheus_and_hooks_take_vms_out(
+            setup, tmp_path, "file_sd"
+        )
+
+
+class TestHttpSd:
+    def test_the_cloud_comes_into_prometheus_and_hooks_take_vms_out(self, setup, tmp_path):
+        each_mode_brings_the_cloud_into_prometheus_and_hooks_take_vms_out(
+            setup, tmp_path, "http_sd"
+        )
+
+
+class TestStatic:
+    def test_the_cloud_comes_into_prometheus_and_hooks_take_vms_out(self, setup, tmp_path):
+        each_mode_brings_the_cloud_into_prometheus_and_hooks_take_vms_out(setup, tmp_path, "static")
+
+
+class TestReconcileAlone:
+    def test_without_hooks_the_reconcile_removes_a_stopped_vm(self, setup, tmp_path):
+        without_hooks_the_reconcile_removes_a_stopped_vm(setup, tmp_path)
+
+
+class TestReloads:
+    def test_reload_failures_say_what_to_do_and_are_retried(self, setup, tmp_path, sim):
+        reload_failures_say_what_to_do_and_are_retried(setup, tmp_path, sim)
+
+
+def without_hooks_the_reconcile_removes_a_stopped_vm(setup, tmp_path):
     fast(setup.prometheus_config)
     sim = start_sim(tmp_path, "--fleet", str(FLEET))
     try:
@@ -155,7 +187,7 @@ def test_without_hooks_the_reconcile_removes_a_stopped_vm(setup, tmp_path):
         sim.service.close()
 
 
-def test_reload_failures_say_what_to_do_and_are_retried(setup, tmp_path, sim):
+def reload_failures_say_what_to_do_and_are_retried(setup, tmp_path, sim):
     fast(setup.prometheus_config)
     with RealPrometheus(tmp_path, setup.prometheus_config, lifecycle=False) as prom:
         discovery = setup.start(sim, "--reload", "http", "--prometheus-url", prom.url)
