@@ -1,7 +1,7 @@
 """`make demo` / `one-cognit demo`: the whole stack on the simulator, with live per-VM power.
 
-Starts the simulator with simulated hypervisors, then every service that is built (a service
-whose `--help` does not say "not built yet"), each wired the way it would be on a real cloud:
+Starts the simulator with simulated hypervisors, then every service, each wired the way it
+would be on a real cloud:
 one rapl_agent per host on the host's own loopback address, reading that host's powercap tree
 and /proc view; a tunnel_agent per host beside it; vm_exporter against the simulated oned;
 authd; discovery; geo; and, when a `prometheus` binary is found, Prometheus with discovery
@@ -380,17 +380,6 @@ SERVICES: tuple[DemoService, ...] = (
 )
 
 
-def is_built(name: str) -> bool:
-    """A built service answers --help without saying it is not built yet."""
-    try:
-        result = subprocess.run(
-            [*_module(name), "--help"], capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.returncode == 0 and "not built yet" not in result.stdout
-
-
 def _die_with_parent() -> None:
     """In the child: get SIGTERM if the demo itself dies without cleaning up."""
     with contextlib.suppress(OSError, AttributeError):
@@ -528,9 +517,6 @@ class Demo:
                         f"  {service.name:<19} not found: skipped (see the README to install it)"
                     )
                     continue
-            elif not is_built(service.name):
-                self.header.append(f"  {service.name:<19} not built yet: skipped")
-                continue
             for inst in service.instances(ctx):
                 proc = self.procs.start(inst.label, inst.argv)
                 if _wait_http(inst.health, proc, 30, lambda: self.stopping):

@@ -174,20 +174,3 @@ async def stop_runner(runner: web.AppRunner, budget: float = STOP_BUDGET) -> int
         log.error("stop did not finish within %.1f s; exiting with cleanup unfinished", budget)
         return 1
     return 0
-
-
-def not_built(prog: str, issue: str) -> Callable[[Sequence[str] | None], None]:
-    """`main` of a service whose issue is not done: says so, exits non-zero, fakes nothing."""
-
-    def main(argv: Sequence[str] | None = None) -> None:
-        import sys
-
-        args = list(sys.argv[1:] if argv is None else argv)
-        text = f"{prog}: not built yet ({issue}); it does nothing until then."
-        if "-h" in args or "--help" in args:
-            print(f"usage: {prog}\n\n{text}")
-            raise SystemExit(0)
-        print(f"{prog}: error: not built yet ({issue})", file=sys.stderr)
-        raise SystemExit(3)
-
-    return main

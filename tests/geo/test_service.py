@@ -20,7 +20,6 @@ import pytest
 
 from services.geo.dns import loop_resolver
 from services.geo.public import is_public
-from sim.demo import is_built
 from testkit import async_wait_for, free_port_on
 from testkit import tunnel_standin as A
 from testkit.tunnel_standin import entry, kernel_addresses
@@ -175,7 +174,6 @@ async def test_agent_reports_a_public_interface(tmp_path):
         assert lab.agents.requests[f"{NET}.1"] == 1
 
 
-@pytest.mark.skipif(not is_built("tunnel_agent"), reason="tunnel_agent is not on this branch")
 async def test_the_real_tunnel_agent_serves_the_addresses(tmp_path, start_service):
     """The real tunnel_agent of this machine's namespace answers geo's question.
 
