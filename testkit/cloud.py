@@ -7,30 +7,13 @@ and on request authd and discovery. Every process is stopped by `close()`.
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from testkit import Service, free_port, get_json, http
-
-
-def port_free_on(addresses: list[str]) -> int:
-    """A TCP port that can be bound on every one of `addresses` right now."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind((addresses[0], 0))
-            port = probe.getsockname()[1]
-        try:
-            for address in addresses:
-                with socket.socket() as sock:
-                    sock.bind((address, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError(f"no common free port on {addresses}")
+from testkit import Service, free_port, free_port_on, get_json, http
 
 
 class Cloud:
@@ -51,7 +34,7 @@ class Cloud:
         self.hosts = hosts
         self.agent_interval = agent_interval
         self.started: list[Service] = []
-        self.agent_port = agent_port or port_free_on(list(hosts.values()))
+        self.agent_port = agent_port or free_port_on(list(hosts.values()))
         try:
             self._start_all(fleet, refresh, authd)
         except BaseException:
@@ -196,7 +179,7 @@ class Cloud:
         token = self.tmp / "tunnel.token"
         token.write_text("demo-token-of-the-simulated-cloud\n")
         token.chmod(0o600)
-        port = port_free_on(list(self.hosts.values()))
+        port = free_port_on(list(self.hosts.values()))
         for addr in self.hosts.values():
             self._start(
                 [

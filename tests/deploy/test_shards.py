@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from testkit import ROOT, free_port, get_json, run, wait_for
-from testkit.cloud import Cloud, port_free_on
+from testkit import ROOT, free_port, free_port_on, get_json, run, wait_for
+from testkit.cloud import Cloud
 from testkit.prometheus import RealPrometheus
 
 SNIPPET = ROOT / "deploy" / "prometheus" / "shards.yml"
@@ -39,7 +39,7 @@ def agent_port() -> int:
     """A port free on every host address that puts agents on both shards (else the test
     could not tell a split from no split)."""
     for _ in range(50):
-        port = port_free_on(list(HOSTS.values()))
+        port = free_port_on(list(HOSTS.values()))
         if len({shard_of(f"{a}:{port}") for a in HOSTS.values()}) == SHARDS:
             return port
     raise RuntimeError("no port splits the agents over both shards")

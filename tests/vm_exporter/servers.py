@@ -18,8 +18,6 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from testkit.cloud import port_free_on  # noqa: F401 (the tests import it from here)
-
 Route = Callable[[BaseHTTPRequestHandler], None]
 T = TypeVar("T")
 

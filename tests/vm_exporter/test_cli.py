@@ -16,10 +16,10 @@ from services.vm_exporter.config import MAX_AGENT_REPLY, ExporterConfig
 from services.vm_exporter.scaphandre import MAX_LABEL_VALUE, MAX_LINE
 from sim.app import Simulator, build_cloud
 from sim.config import SimConfig
-from testkit import VENV_BIN, Service, free_port, get_json, http, run, wait_for
+from testkit import VENV_BIN, Service, free_port, free_port_on, get_json, http, run, wait_for
 from testkit.agent_replies import largest_scaphandre_page
 from tests.vm_exporter.exporter import parse, value
-from tests.vm_exporter.servers import HangingServer, HttpAgent, LoopThread, port_free_on, send
+from tests.vm_exporter.servers import HangingServer, HttpAgent, LoopThread, send
 
 MODULE = [sys.executable, "-m", "services.vm_exporter"]
 SPEC_FLAGS = {
@@ -114,7 +114,7 @@ def test_sigterm_exits_0_quickly_while_agents_send_the_largest_replies(tmp_path,
     # /healthz, SIGTERM ignored. Now every page is one pass in short steps.
     address = "127.0.82.1"
     agent_port, oned_port, control_port, port = (
-        port_free_on([address]),
+        free_port_on([address]),
         free_port(),
         free_port(),
         free_port(),

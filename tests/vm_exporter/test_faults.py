@@ -19,7 +19,7 @@ from services.common.config import Listen
 from services.vm_exporter.readings import MAX_POWER_UW
 from sim.app import Simulator, build_cloud
 from sim.config import SimConfig
-from testkit import ROOT, free_port
+from testkit import ROOT, free_port, free_port_on
 from testkit.agent_replies import agent_json
 from tests.vm_exporter.exporter import Exporter, running_exporter, series, value
 from tests.vm_exporter.servers import (
@@ -27,7 +27,6 @@ from tests.vm_exporter.servers import (
     HttpAgent,
     LoopThread,
     Proxy,
-    port_free_on,
     send,
 )
 
@@ -97,7 +96,7 @@ class Cloud:
         self.start_sim()
         self.proxy = Proxy("127.0.0.1", self.proxy_port, ("127.0.0.1", self.oned_port))
         self.rpc = f"http://127.0.0.1:{self.proxy_port}/RPC2"
-        port = port_free_on([addr for addr, _ in HOSTS.values()])
+        port = free_port_on([addr for addr, _ in HOSTS.values()])
         self.agent_port = port
 
         def huge(h):

@@ -22,9 +22,9 @@ from services.vm_exporter.carbon import Intensity
 from services.vm_exporter.carbon_sources import OperatorFile, load_grid
 from services.vm_exporter.config import ExporterConfig
 from services.vm_exporter.refresh import Refresher, StateBox
-from testkit import ROOT, async_wait_for, free_port
+from testkit import ROOT, async_wait_for, free_port, free_port_on
 from testkit.agent_replies import agent_json
-from tests.vm_exporter.servers import HttpAgent, port_free_on, send
+from tests.vm_exporter.servers import HttpAgent, send
 
 FIXTURES = ROOT / "tests" / "fixtures" / "one"
 GRID = load_grid()
@@ -83,7 +83,7 @@ async def oned():
 
 async def test_running_vm_missing_from_its_hosts_list_is_still_measured(oned):
     url, calls = oned
-    port = port_free_on([f"{NET}.1", f"{NET}.2"])
+    port = free_port_on([f"{NET}.1", f"{NET}.2"])
     agents = [
         HttpAgent(
             f"{NET}.1",
@@ -124,7 +124,7 @@ async def test_a_host_name_that_is_no_address_costs_that_host_only(name):
         f"<NAME>{NET}.3</NAME>", f"<NAME>{name}</NAME>"
     )
     runner, url = await _serve(replies, [])
-    port = port_free_on([f"{NET}.1"])
+    port = free_port_on([f"{NET}.1"])
     agent = HttpAgent(
         f"{NET}.1",
         port,
@@ -193,7 +193,7 @@ async def test_carbon_counters_follow_each_hosts_intensity_and_its_source(tmp_pa
     data = tmp_path / "carbon.yaml"
     data.write_text("hosts:\n  '2': 99\nyear: 2025\n")
     runner, url = await _serve(replies, [])
-    port = port_free_on([f"{NET}.1", f"{NET}.2"])
+    port = free_port_on([f"{NET}.1", f"{NET}.2"])
 
     def growing(vm_id: int, step_uj: int):
         """An agent whose VM draws `step_uj` and whose host draws 3 x that per request."""

@@ -23,9 +23,9 @@ from services.rapl_agent.app import create_app as create_agent
 from services.rapl_agent.config import RaplConfig
 from sim.app import Simulator, build_cloud
 from sim.config import SimConfig
-from testkit import Service, free_port, get_json, http
+from testkit import Service, free_port, free_port_on, get_json, http
 from tests.vm_exporter.exporter import Exporter, Samples, running_exporter, series, value
-from tests.vm_exporter.servers import LoopThread, port_free_on
+from tests.vm_exporter.servers import LoopThread
 
 NET = "127.0.79"
 HOSTS = {"h1": f"{NET}.1", "h2": f"{NET}.2"}
@@ -94,7 +94,7 @@ class Cloud:
         status, body = get_json(self.control + "/v1/hypervisors")
         assert status == 200 and body["enabled"], body
         self.hypervisors = {hv["host"]: hv for hv in body["hypervisors"]}
-        self.agent_port = port_free_on(list(HOSTS.values()))
+        self.agent_port = free_port_on(list(HOSTS.values()))
         for name in HOSTS:
             self.agents[name] = self.start_agent(name)
 
