@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+import testkit.sim
 from services.common.config import load_config
 from services.discovery.app import DISCOVERY, create_app
 from services.discovery.config import DiscoveryConfig
 from services.discovery.service import Discovery
 from testkit import ROOT, Service, free_port
-from tests.sim.conftest import Sim
+from testkit.sim import Sim
 
 FIXTURES = ROOT / "tests" / "fixtures" / "discovery"
 FLEET = FIXTURES / "fleet.yaml"
@@ -40,25 +41,7 @@ def hook_dir(tmp: Path) -> Path:
 
 def start_sim(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Sim:
     """The simulator on free ports with `--hook-dir` set up; `env` reaches the hooks it runs."""
-    rpc_port, control_port = free_port(), free_port()
-    service = Service(
-        [
-            sys.executable,
-            "-m",
-            "sim",
-            "--listen",
-            f"127.0.0.1:{rpc_port}",
-            "--control-listen",
-            f"127.0.0.1:{control_port}",
-            "--hook-dir",
-            str(hook_dir(tmp)),
-            *args,
-        ],
-        env=env,
-    )
-    control = f"http://127.0.0.1:{control_port}"
-    service.wait_http(control + "/healthz", timeout=30)
-    return Sim(service, f"http://127.0.0.1:{rpc_port}/RPC2", control)
+    return testkit.sim.start_sim("--hook-dir", str(hook_dir(tmp)), *args, env=env)
 
 
 def register_hooks(sim: Sim) -> list[int]:

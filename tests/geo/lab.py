@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,11 +21,13 @@ import yaml
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
 
+import testkit.sim
 from services.geo.app import LOCATOR, create_app
 from services.geo.config import GeoConfig
 from services.geo.database import default_path
 from services.geo.dns import Resolver, loop_resolver
-from testkit import Service, async_wait_for, free_port, free_port_on, http
+from testkit import async_wait_for, free_port_on
+from testkit.sim import Sim
 from testkit.tunnel_standin import Agents
 
 from .oned_proxy import OnedProxy
@@ -49,54 +49,11 @@ def expected(ip: str) -> tuple[str, str]:
     return f"{where['latitude']:.4f},{where['longitude']:.4f}", record["country"]["iso_code"]
 
 
-@dataclasses.dataclass
-class SimProcess:
-    """A running `python -m sim` and its two URLs."""
-
-    service: Service
-    rpc_url: str
-    control_url: str
-
-    def control(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        status, _, data = http(method, self.control_url + path, body)
-        return status, json.loads(data) if data else None
-
-    def template(self, host: int | str) -> dict[str, Any]:
-        status, body = self.control("GET", f"/v1/hosts/{host}")
-        assert status == 200, body
-        return body["host"]["template"]
-
-    def calls(self) -> dict[str, int]:
-        return self.control("GET", "/calls")[1]["calls"]
-
-    def reset_calls(self) -> None:
-        self.control("DELETE", "/calls")
-
-
-def start_sim(tmp_path: Path, fleet: dict[str, Any], *args: str, env: dict | None = None):
+def start_sim(tmp_path: Path, fleet: dict[str, Any], *args: str, env: dict | None = None) -> Sim:
     """The simulator with `fleet` on free ports, once its control API answers."""
     path = tmp_path / "fleet.yaml"
     path.write_text(yaml.safe_dump(fleet))
-    rpc, control = free_port(), free_port()
-    service = Service(
-        [
-            sys.executable,
-            "-m",
-            "sim",
-            "--listen",
-            f"127.0.0.1:{rpc}",
-            "--control-listen",
-            f"127.0.0.1:{control}",
-            "--fleet",
-            str(path),
-            "--log-level",
-            "warning",
-            *args,
-        ],
-        env=env,
-    )
-    service.wait_http(f"http://127.0.0.1:{control}/healthz", timeout=30)
-    return SimProcess(service, f"http://127.0.0.1:{rpc}/RPC2", f"http://127.0.0.1:{control}")
+    return testkit.sim.start_sim("--fleet", str(path), "--log-level", "warning", *args, env=env)
 
 
 class OfflineNames(AbstractResolver):
@@ -137,7 +94,7 @@ async def offline_resolver(name: str) -> list[tuple]:
 class Lab:
     """The simulator, the stand-in agents and the geo app under test."""
 
-    sim: SimProcess
+    sim: Sim
     agents: Agents
     client: TestClient
     config: GeoConfig

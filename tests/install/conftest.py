@@ -12,7 +12,7 @@ import pytest
 
 from services.install.cli import main
 from testkit import ROOT
-from tests.sim.conftest import Sim, start_sim
+from testkit.sim import Sim, start_sim
 
 DRIVER = b"#!/bin/bash\n# OpenNebula's vmm/kvm/migrate\nexit 0\n"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from services.install.hookspec import hook_spec
 from testkit import ROOT, get_json, http
+from testkit.sim import Sim, start_sim
 from tests.install.conftest import snapshot
-from tests.sim.conftest import Sim, start_sim
 
 HOOK_FILES = sorted((ROOT / "deploy/one/hooks").glob("discovery-*.hook")) + sorted(
     (ROOT / "deploy/one/hooks").glob("geo-*.tmpl")

@@ -16,7 +16,7 @@ import pyone
 import pytest
 
 from testkit import ROOT, wait_for
-from tests.sim.conftest import Sim, start_sim
+from testkit.sim import Sim, start_sim
 
 FLEET = ROOT / "tests" / "fixtures" / "sim" / "fidelity.yaml"
 ALICE = "alice:wonderland"

@@ -9,7 +9,7 @@ import pyone
 import pytest
 
 from testkit import ROOT
-from tests.sim.conftest import start_sim
+from testkit.sim import start_sim
 
 FLEET = ROOT / "tests" / "fixtures" / "sim" / "fleet.yaml"
 

@@ -13,7 +13,7 @@ from services.common.errors import OneError
 from services.common.oned import AUTHENTICATION, NO_EXISTS, Oned
 from services.common.oned.templates import TemplateValueError
 from testkit import ROOT, free_port
-from tests.sim.conftest import Sim, start_sim
+from testkit.sim import Sim, start_sim
 
 ADMIN = "oneadmin:opennebula"
 FLEET = ROOT / "tests" / "fixtures" / "sim" / "fleet.yaml"
