@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 GEODB  := $(VENV)/.geo-database
 
-.PHONY: venv demo test lint format bench prometheus clean
+.PHONY: venv demo test lint format bench test-packages clean
 
 venv: $(STAMP) $(GEODB)
 
@@ -26,11 +26,17 @@ $(GEODB): deploy/geo-database.txt $(STAMP)
 demo: venv
 	$(PY) -m services.cli demo $(DEMO_ARGS)
 
-# Debian's prometheus/promtool back the integration tests; installed when missing and root.
-prometheus:
-	@if ! { command -v promtool && command -v prometheus; } >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing Debian's prometheus package"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+# Debian packages the tests use, installed when missing (as root, with apt-get): prometheus
+# (the server and promtool), iproute2 (`ip netns` for tunnel_agent and geo), systemd
+# (`systemd-analyze verify` and `security` for the units; no systemd needs to run).
+test-packages:
+	@missing=""; \
+	{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		systemctl disable --now prometheus >/dev/null 2>&1 || true; \
 	fi
 
@@ -47,7 +53,7 @@ format: venv
 # module-scoped fixtures start once and tests may build on what earlier ones did.
 PYTEST_WORKERS ?= 4
 
-test: venv prometheus lint
+test: venv test-packages lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 bench: venv

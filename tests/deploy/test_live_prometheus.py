@@ -43,18 +43,6 @@ FLEET = {
     ],
 }  # fmt: skip
 RUNNING = {"1", "2", "3", "4"}
-# Metrics the dashboard and rules use that came with another service's work, in groups that
-# land together (vm_exporter's carbon counters, issue 15). A group nothing exports is skipped
-# and test_nothing_pending says so (a checkout without that work); once one name of a group
-# is exported, all are checked like the others, and a name missing is a mismatch (a failure).
-PENDING_GROUPS = {
-    "vm_exporter carbon": {
-        "opennebula_host_carbon_grams_total",
-        "opennebula_vm_carbon_grams_total",
-        "opennebula_host_carbon_intensity_gco2e_per_kwh",
-        "opennebula_host_carbon_intensity_info",
-    },
-}
 # Panels that show problems only (no series while all is well): checked once one is made.
 PROBLEMS_ONLY = {"Agents vm_exporter could not read"}
 # Grafana's variables, as a dashboard user with everything selected would send them.
@@ -90,7 +78,6 @@ class Stack:
     def __init__(self, tmp: Path) -> None:
         self.cloud = Cloud(tmp, FLEET, HOSTS, authd=True)
         self.prometheus: RealPrometheus | None = None
-        self.pending: set[str] = set()  # names of PENDING_GROUPS no service exports yet
         try:
             quick_rules(tmp / "rules.yml")
             config = tmp / "prometheus.yml"
@@ -185,14 +172,6 @@ def stack(tmp_path_factory):
             timeout=60,
             what="Prometheus to hold energy increases and recording rules",
         )
-        s.pending = set()
-        exported = s.exported()
-        for group, names in PENDING_GROUPS.items():
-            if names & exported:
-                missing = names - exported
-                assert not missing, f"{group}: {sorted(missing)} not exported under these names"
-            else:
-                s.pending |= names
         yield s
     finally:
         s.close()
@@ -255,7 +234,7 @@ def test_dashboard_is_importable_as_upstreams_are():
 def test_every_panel_query_returns_plausible_series(stack):
     for panel, target in panel_targets():
         expr = grafana(target["expr"])
-        if metric_names(expr) & stack.pending or panel["title"] in PROBLEMS_ONLY:
+        if panel["title"] in PROBLEMS_ONLY:
             continue
         low, high = PLAUSIBLE[panel["fieldConfig"]["defaults"]["unit"]]
         result = wait_for(
@@ -291,14 +270,10 @@ def recorded_as_computed(stack, record: str, label: str) -> dict[str, float]:
 
 
 def test_recording_rules_compute_what_they_say(stack):
-    for name, expr in RECORDS.items():
-        if metric_names(expr) & stack.pending:
-            continue
+    for name in RECORDS:
         assert stack.values(name), name
     label = {"flavour:": "flavour", "service_id:": "service_id"}
     for record in RECORDS:
-        if metric_names(RECORDS[record]) & stack.pending:
-            continue
         key = next((v for k, v in label.items() if record.startswith(k)), "")
         wait_for(lambda record=record, key=key: recorded_as_computed(stack, record, key),
                  what=f"{record} equal to its expression")  # fmt: skip
@@ -315,12 +290,6 @@ def test_recording_rules_compute_what_they_say(stack):
     assert flavours["4"] == pytest.approx(vm["1"] + vm["2"])
     assert services["12"] == pytest.approx(vm["1"] + vm["3"])
     assert services["13"] == pytest.approx(vm["2"])
-
-
-def test_nothing_pending(stack):
-    """Say which metrics the dashboard and rules wait for (skipped until they land)."""
-    if stack.pending:
-        pytest.skip(f"waiting for services to export: {', '.join(sorted(stack.pending))}")
 
 
 def alerts(stack) -> list[dict]:
@@ -368,5 +337,5 @@ def test_every_metric_named_by_the_rules_and_the_dashboard_exists(stack):
     exprs += [t["expr"] for _, t in panel_targets()]
     named = set().union(*(metric_names(e) for e in exprs)) - set(RECORDS)
     exported = stack.exported()
-    for name in sorted(named - stack.pending):
+    for name in sorted(named):
         assert name in exported, f"{name} is named in deploy/ but nothing exports it"
