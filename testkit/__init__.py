@@ -132,42 +132,47 @@ def run(argv: Sequence[str], timeout: float = 30.0, **kwargs: Any) -> subprocess
     )
 
 
+class _Poll:
+    """One condition being awaited: each `done()` asks `check` once (an AssertionError it
+    raises means "not yet"); `expired()` fails saying what was awaited and what was seen."""
+
+    def __init__(self, check: Callable[[], Any], timeout: float, what: str) -> None:
+        self.check, self.timeout, self.what = check, timeout, what
+        self.deadline = time.monotonic() + timeout
+        self.result: Any = None
+
+    def done(self) -> bool:
+        try:
+            self.result = self.check()
+        except AssertionError as exc:
+            self.result = exc
+            return False
+        return bool(self.result)
+
+    def expired(self) -> bool:
+        if time.monotonic() < self.deadline:
+            return False
+        raise AssertionError(
+            f"timed out after {self.timeout}s waiting for {self.what}; last: {self.result!r}"
+        )
+
+
 def wait_for(
     check: Callable[[], T], timeout: float = 15.0, what: str = "condition", interval: float = 0.05
 ) -> T:
     """Poll `check` until it returns a truthy value (an AssertionError it raises means "not
     yet"); return that value, or fail after `timeout` seconds saying what was awaited."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            result = check()
-        except AssertionError as exc:
-            last = exc
-        else:
-            if result:
-                return result
-            last = result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+    poll = _Poll(check, timeout, what)
+    while not poll.done() and not poll.expired():
         time.sleep(interval)
+    return poll.result
 
 
 async def async_wait_for(
     check: Callable[[], T], timeout: float = 15.0, what: str = "condition", interval: float = 0.01
 ) -> T:
     """`wait_for` for in-process tests: polls without blocking the event loop."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            result = check()
-        except AssertionError as exc:
-            last = exc
-        else:
-            if result:
-                return result
-            last = result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+    poll = _Poll(check, timeout, what)
+    while not poll.done() and not poll.expired():
         await asyncio.sleep(interval)
+    return poll.result
