@@ -113,30 +113,44 @@ def _module(name: str) -> list[str]:
     return [sys.executable, "-m", f"services.{name}"]
 
 
-def rapl_agents(ctx: Context) -> list[Instance]:
-    """One agent per simulated host, on the host's address, reading that host's trees."""
+def _per_host(
+    ctx: Context,
+    name: str,
+    port: int,
+    flags: Callable[[dict[str, Any]], list[str]],
+    paths: tuple[str, ...],
+) -> list[Instance]:
+    """One `name` per simulated host, listening on the host's own address and `port`."""
     out = []
     for host in ctx.hosts:
-        base = f"http://{host['hostname']}:{ctx.config.agent_port}"
+        base = f"http://{host['hostname']}:{port}"
         out.append(
             Instance(
-                f"rapl_agent {host['host']}",
-                _module("rapl_agent")
-                + [
-                    "--listen",
-                    f"{host['hostname']}:{ctx.config.agent_port}",
-                    "--powercap-root",
-                    host["powercap_root"],
-                    "--proc-root",
-                    host["proc_root"],
-                    "--interval",
-                    "2",
-                ],  # fmt: skip
+                f"{name} {host['host']}",
+                _module(name) + ["--listen", f"{host['hostname']}:{port}", *flags(host)],
                 f"{base}/healthz",
-                [f"{base}/metrics", f"{base}/api/v1/vms"],
+                [base + path for path in paths],
             )
         )
     return out
+
+
+def rapl_agents(ctx: Context) -> list[Instance]:
+    """One agent per simulated host, on the host's address, reading that host's trees."""
+    return _per_host(
+        ctx,
+        "rapl_agent",
+        ctx.config.agent_port,
+        lambda host: [
+            "--powercap-root",
+            host["powercap_root"],
+            "--proc-root",
+            host["proc_root"],
+            "--interval",
+            "2",
+        ],  # fmt: skip
+        ("/metrics", "/api/v1/vms"),
+    )
 
 
 def tunnel_agents(ctx: Context) -> list[Instance]:
@@ -148,26 +162,13 @@ def tunnel_agents(ctx: Context) -> list[Instance]:
         token.write_text(secrets.token_urlsafe(32) + "\n")
         token.chmod(0o600)
     port = ctx.config.tunnel_port
-    out = []
-    for host in ctx.hosts:
-        base = f"http://{host['hostname']}:{port}"
-        out.append(
-            Instance(
-                f"tunnel_agent {host['host']}",
-                _module("tunnel_agent")
-                + [
-                    "--listen",
-                    f"{host['hostname']}:{port}",
-                    "--token-file",
-                    str(token),
-                    "--peer-port",
-                    str(port),
-                ],  # fmt: skip
-                f"{base}/healthz",
-                [f"{base}/v1/tunnels", f"{base}/v1/addresses"],
-            )
-        )
-    return out
+    return _per_host(
+        ctx,
+        "tunnel_agent",
+        port,
+        lambda _host: ["--token-file", str(token), "--peer-port", str(port)],
+        ("/v1/tunnels", "/v1/addresses"),
+    )
 
 
 def vm_exporter(ctx: Context) -> list[Instance]:
