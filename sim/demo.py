@@ -113,6 +113,13 @@ def _module(name: str) -> list[str]:
     return [sys.executable, "-m", f"services.{name}"]
 
 
+def _frontend(ctx: Context, name: str, listen: Listen) -> list[str]:
+    """The command of a frontend service on `listen` that talks to the simulated oned."""
+    return _module(name) + [
+        "--listen", str(listen), "--one-xmlrpc", ctx.rpc_url, "--one-auth", str(ctx.one_auth),
+    ]  # fmt: skip
+
+
 def _per_host(
     ctx: Context,
     name: str,
@@ -177,14 +184,8 @@ def vm_exporter(ctx: Context) -> list[Instance]:
     return [
         Instance(
             "vm_exporter",
-            _module("vm_exporter")
+            _frontend(ctx, "vm_exporter", listen)
             + [
-                "--listen",
-                str(listen),
-                "--one-xmlrpc",
-                ctx.rpc_url,
-                "--one-auth",
-                str(ctx.one_auth),
                 "--agent-port",
                 str(ctx.config.agent_port),
                 "--refresh-interval",
@@ -267,14 +268,8 @@ def discovery(ctx: Context) -> list[Instance]:
     return [
         Instance(
             "discovery",
-            _module("discovery")
+            _frontend(ctx, "discovery", listen)
             + [
-                "--listen",
-                str(listen),
-                "--one-xmlrpc",
-                ctx.rpc_url,
-                "--one-auth",
-                str(ctx.one_auth),
                 "--sd-dir",
                 str(ctx.workdir / "sd"),
                 "--prometheus-config",
@@ -301,14 +296,8 @@ def geo(ctx: Context) -> list[Instance]:
     return [
         Instance(
             "geo",
-            _module("geo")
+            _frontend(ctx, "geo", listen)
             + [
-                "--listen",
-                str(listen),
-                "--one-xmlrpc",
-                ctx.rpc_url,
-                "--one-auth",
-                str(ctx.one_auth),
                 "--reconcile-interval",
                 "30",
                 "--agent-port",

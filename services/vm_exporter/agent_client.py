@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Protocol
 
 import aiohttp
 
@@ -17,7 +16,7 @@ from services.common.agent_http import AgentError, asking, base_url
 
 from .agent_vms import AgentVmsReader
 from .join import Target
-from .readings import HostReading
+from .readings import HostReading, StreamReader
 from .scaphandre import ScaphandreReader
 
 VMS_PATH = "/api/v1/vms"
@@ -64,13 +63,8 @@ class Turns:
             asyncio.get_running_loop().call_soon(self._give)
 
 
-class _Reader(Protocol):
-    def feed(self, data: bytes) -> None: ...
-    def close(self) -> HostReading: ...
-
-
 async def _read_into(
-    resp: aiohttp.ClientResponse, reader: _Reader, limit: int, url: str, turns: Turns | None
+    resp: aiohttp.ClientResponse, reader: StreamReader, limit: int, url: str, turns: Turns | None
 ) -> HostReading:
     """Stream the body into `reader`, one chunk at a time, giving the loop back before each."""
     if resp.content_length is not None and resp.content_length > limit:

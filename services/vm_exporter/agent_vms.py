@@ -20,7 +20,15 @@ import json
 import re
 from typing import Any
 
-from .readings import AGENT, HostReading, ReadingBuilder, ReadingError, energy_uj, power_uw
+from .readings import (
+    AGENT,
+    HostReading,
+    ReadingBuilder,
+    ReadingError,
+    energy_uj,
+    power_uw,
+    read_whole,
+)
 
 # No value of the documented shape comes near this (a VM entry is ~150 characters); the
 # top-level object and the `vms` list are walked here, so only they can be larger.
@@ -267,8 +275,4 @@ class AgentVmsReader:
 
 def parse_agent_vms(body: bytes | str) -> HostReading:
     """A whole `/api/v1/vms` reply as a HostReading, or ReadingError saying what is wrong."""
-    reader = AgentVmsReader()
-    data = body.encode() if isinstance(body, str) else body
-    for start in range(0, len(data), _STEP):
-        reader.feed(data[start : start + _STEP])
-    return reader.close()
+    return read_whole(AgentVmsReader(), body, _STEP)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 AGENT = "agent"
 SCAPHANDRE = "scaphandre"
@@ -125,3 +126,18 @@ class ReadingBuilder:
         return HostReading(
             self.source, self.host_power_uw, VmReadings(self._vms), self.host_energy_uj
         )
+
+
+class StreamReader(Protocol):
+    """A reply parser fed as the body arrives (`agent_vms`, `scaphandre`)."""
+
+    def feed(self, data: bytes) -> None: ...
+    def close(self) -> HostReading: ...
+
+
+def read_whole(reader: StreamReader, body: bytes | str, step: int) -> HostReading:
+    """A whole reply fed to a streaming reader `step` bytes at a time (tests, tools)."""
+    data = body.encode() if isinstance(body, str) else body
+    for start in range(0, len(data), step):
+        reader.feed(data[start : start + step])
+    return reader.close()

@@ -26,7 +26,7 @@ import re
 
 from services.common.vm_identity import helper_owner, one_vm_id, vm_id_from_joined_cmdline
 
-from .readings import SCAPHANDRE, HostReading, ReadingBuilder, ReadingError, power_uw
+from .readings import SCAPHANDRE, HostReading, ReadingBuilder, ReadingError, power_uw, read_whole
 
 PROCESS_POWER = "scaph_process_power_consumption_microwatts"
 HOST_POWER = "scaph_host_power_microwatts"
@@ -199,8 +199,4 @@ class ScaphandreReader:
 
 def parse_scaphandre(text: str | bytes) -> HostReading:
     """A whole Scaphandre page as a HostReading, or ReadingError."""
-    reader = ScaphandreReader()
-    data = text.encode() if isinstance(text, str) else text
-    for start in range(0, len(data), MAX_LINE):
-        reader.feed(data[start : start + MAX_LINE])
-    return reader.close()
+    return read_whole(ScaphandreReader(), text, MAX_LINE)
