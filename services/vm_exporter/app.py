@@ -28,20 +28,16 @@ def _refreshing(
     """Cleanup context: the oned and agent sessions and the refresh cycles, for the app's life."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        # One connection pool per kind: the agents' is bounded by --agent-concurrency. oned
-        # gets a fresh connection per call, as OpenNebula's own clients do: two calls per
-        # refresh gain nothing from keep-alive, and a stale kept connection would fail a call.
+        # One connection pool per kind: the agents' is bounded by --agent-concurrency; oned's
+        # is the shared adapter's (a fresh connection per call).
         async with (
-            aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=4, force_close=True)
-            ) as oned_session,
+            Oned.connect(config.one_xmlrpc, auth, timeout=config.one_timeout) as oned,
             aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     limit=config.agent_concurrency, ttl_dns_cache=300, force_close=False
                 ),
             ) as agents_session,
         ):
-            oned = Oned(oned_session, config.one_xmlrpc, auth, timeout=config.one_timeout)
             operator = OperatorFile(config.carbon_data, grid, app[HEALTH])
             refresher = Refresher(
                 config, oned, agents_session, app[BOX], app[HEALTH], grid, operator
