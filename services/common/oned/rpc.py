@@ -13,7 +13,7 @@ import xmlrpc.client
 from typing import Any, Protocol
 from xml.parsers import expat
 
-from .models import Pool
+from .models import Pool, to_int
 
 # The value path of `[ok, body, code]` inside a methodResponse.
 _DATA_PATH = ("methodResponse", "params", "param", "value", "array", "data")
@@ -151,13 +151,13 @@ class RpcReplyReader:
             raise RpcFormatError(f"{self.method}: malformed XML-RPC reply: {exc}") from None
         if self._fault:
             message = "".join(self._fault_parts.get("faultString", [])).strip()
-            code = _int("".join(self._fault_parts.get("faultCode", [])))
+            code = to_int("".join(self._fault_parts.get("faultCode", [])))
             raise RpcRefused(f"{self.method}: XML-RPC fault: {message or 'no message'}", code)
         if self._ok is None:
             raise RpcFormatError(f"{self.method}: reply is not oned's [ok, body, code] array")
         if not self._ok:
             message = "".join(self._message).strip() or "refused without a message"
-            raise RpcRefused(f"{self.method}: {message}", _int("".join(self._code_text)))
+            raise RpcRefused(f"{self.method}: {message}", to_int("".join(self._code_text)))
         if self._sink is not None:
             return self._sink.close()
         text = "".join(self._scalar)
@@ -168,10 +168,3 @@ class RpcReplyReader:
             return convert(text)
         except ValueError:
             raise RpcFormatError(f"{self.method}: reply body {text[:40]!r} is no integer") from None
-
-
-def _int(text: str) -> int | None:
-    try:
-        return int(text.strip())
-    except ValueError:
-        return None
